@@ -1,0 +1,32 @@
+# Developer tasks. `make install` once, then `make test`, `make lint type`, `make bench`.
+PYTHON ?= python
+SRC := backtest portfolio tests benchmarks
+
+.PHONY: install run fmt lint type test bench bench-save clean
+
+install:  ## editable install with the dev tools
+	$(PYTHON) -m pip install -e ".[dev]"
+
+run:  ## the main job on the embedded data
+	$(PYTHON) -m backtest.portfolio_runner
+
+fmt:  ## format and auto-fix
+	$(PYTHON) -m ruff format $(SRC)
+	$(PYTHON) -m ruff check --fix $(SRC)
+
+lint:  ## ruff lint + format check
+	$(PYTHON) -m ruff check $(SRC)
+	$(PYTHON) -m ruff format --check $(SRC)
+
+type:  ## mypy on the packages
+	$(PYTHON) -m mypy
+
+test:  ## the test suite
+	$(PYTHON) -m pytest
+
+bench:  ## speed goals: ratios against baselines measured in the same run
+	$(PYTHON) -m pytest benchmarks --benchmark-enable --benchmark-columns=min,median,mean,rounds -p no:cacheprovider
+
+clean:
+	rm -rf results .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
