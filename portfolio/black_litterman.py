@@ -299,7 +299,7 @@ def _as_float_array(name: str, value: ArrayLike, ndim: int) -> FloatArray:
         bad = np.argwhere(~np.isfinite(arr))[0]
         where = tuple(int(i) for i in bad)
         raise OptimizationError(
-            f"{name} must be finite (no NaN or inf), got {arr[where]!r} at index {where}"
+            f"{name} must be finite (no NaN or inf), got {float(arr[where])!r} at index {where}"
         )
     return arr
 
@@ -337,15 +337,15 @@ def validate_covariance(covariance: ArrayLike, name: str = "covariance") -> Floa
     if asym > SYMMETRY_RTOL * scale:
         i, j = np.unravel_index(int(np.argmax(np.abs(cov - cov.T))), cov.shape)
         raise OptimizationError(
-            f"{name} must be symmetric: {name}[{i}, {j}] = {cov[i, j]!r} but "
-            f"{name}[{j}, {i}] = {cov[j, i]!r} (max asymmetry {asym:.3g})"
+            f"{name} must be symmetric: {name}[{i}, {j}] = {float(cov[i, j])!r} but "
+            f"{name}[{j}, {i}] = {float(cov[j, i])!r} (max asymmetry {asym:.3g})"
         )
     sym: FloatArray = 0.5 * (cov + cov.T)
     eig = np.linalg.eigvalsh(sym)
     if eig[0] < -PSD_RTOL * max(float(eig[-1]), 0.0) or eig[-1] < 0.0:
         raise OptimizationError(
-            f"{name} must be positive semi-definite: smallest eigenvalue {eig[0]!r}, "
-            f"largest {eig[-1]!r}"
+            f"{name} must be positive semi-definite: smallest eigenvalue {float(eig[0])!r}, "
+            f"largest {float(eig[-1])!r}"
         )
     return sym
 
@@ -402,7 +402,7 @@ def _posterior_core(  # noqa: PLR0917 (mirrors the formula)
     except np.linalg.LinAlgError as exc:
         raise OptimizationError(
             "P tau Sigma P' + Omega is not positive definite (a view portfolio with zero "
-            f"prior variance and zero view uncertainty?): diagonal {np.diag(s)!r}"
+            f"prior variance and zero view uncertainty?): diagonal {np.diag(s).tolist()!r}"
         ) from exc
     surprise = q - p @ pi  # Q - P pi, (k,)
     contributions = x * surprise[:, None]  # [k, j] = K[j, k] * surprise[k]
@@ -620,7 +620,8 @@ class BlackLitterman:
             if not view_var[k] > 0.0:
                 raise OptimizationError(
                     f"views[{k}] (source={views[k].source!r}) has a view portfolio with zero "
-                    f"prior variance p Sigma p' = {view_var[k]!r}; its uncertainty is undefined"
+                    f"prior variance p Sigma p' = {float(view_var[k])!r}; its uncertainty is "
+                    "undefined"
                 )
         return self.config.tau * view_var / (conf * clarity + VIEW_CONFIDENCE_EPS)
 

@@ -94,7 +94,8 @@ def _check_returns(returns: ArrayLike) -> FloatArray:
     if infinite.any():
         t, a = (int(v) for v in np.argwhere(infinite)[0])
         raise DataError(
-            f"returns must be finite or NaN (missing), got {arr[t, a]!r} at bar {t}, asset {a}"
+            f"returns must be finite or NaN (missing), got {float(arr[t, a])!r} "
+            f"at bar {t}, asset {a}"
         )
     return np.ascontiguousarray(arr)
 

@@ -322,7 +322,7 @@ def _project_nb(
                 break
         else:
             th_a = th
-        if th_c - th_a <= 1e-15 * max(1.0, th_c):
+        if th_c < math.inf and th_c - th_a <= 1e-15 * max(1.0, th_c):
             break
         slope = -float(free)
         if has_budget and free > 0:

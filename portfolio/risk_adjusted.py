@@ -141,7 +141,8 @@ def project_to_bounds_nb(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nd
     Parameters
     ----------
     t : ndarray, shape (S,)
-        Non-negative tilted weights (any positive scale).
+        Non-negative tilted weights (any positive scale; entries below ``1e-200 * max(t)``
+        count as 0).
     lo, hi : ndarray, shape (S,)
         Bounds with ``0 <= lo <= hi`` and ``sum(lo) <= 1 <= sum(hi)`` (checked by the caller).
 
@@ -154,6 +155,15 @@ def project_to_bounds_nb(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nd
     """
     n = t.shape[0]
     w = np.empty(n)
+    # Work with t / max(t) and treat relative values below 1e-200 as 0: the breakpoints
+    # lo / t and hi / t then stay finite (a subnormal t would make them inf).
+    t_max = 0.0
+    for i in range(n):
+        t_max = max(t_max, t[i])
+    t = t / t_max if t_max > 0.0 else np.zeros(n)
+    for i in range(n):
+        if t[i] < 1e-200:
+            t[i] = 0.0
     lo_sum = 0.0
     for i in range(n):
         lo_sum += lo[i]

@@ -301,7 +301,7 @@ def rolling_trendline(prices: pd.DataFrame, window: int) -> pd.DataFrame:
     return rolling_linreg(prices, window).endpoint
 
 
-def month_end_mask(index: pd.DatetimeIndex) -> np.ndarray:
+def month_end_mask(index: pd.Index) -> np.ndarray:
     """Boolean mask of the last bar of each calendar month present in ``index``.
 
     Bar ``i < n - 1`` is a month end when bar ``i + 1`` falls in a later month. Reading the
