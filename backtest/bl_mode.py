@@ -66,6 +66,7 @@ from portfolio.portfolio_optimizer import (
 from portfolio.position_sizer import PositionSizer
 
 if TYPE_CHECKING:
+    from backtest.data import PricePanel
     from backtest.portfolio_engine import PortfolioBacktestEngine
 
 __all__ = ["BL_ACCOUNT", "EQUILIBRIUM", "contribution_summary", "run_black_litterman"]
@@ -175,7 +176,9 @@ def bl_close_nb(
     p = np.zeros((nv, n))
     for v in range(nv):
         p[v, view_asset[v]] = 1.0
-    mu, sigma_bl, contrib = bl_posterior_nb(pi, sig, p, view_q[:nv].copy(), view_om[:nv].copy(), tau)
+    mu, sigma_bl, contrib = bl_posterior_nb(
+        pi, sig, p, view_q[:nv].copy(), view_om[:nv].copy(), tau
+    )
     for i in range(n):
         out_mu[t, idx[i]] = mu[i]
         out_pi[t, idx[i]] = pi[i]
@@ -284,7 +287,7 @@ def bl_gate_nb(
         growth = 1.0
         for a in range(n_a):
             r = returns[t, a]
-            if r == r and cur[a] != 0.0:
+            if math.isfinite(r) and cur[a] != 0.0:
                 growth += cur[a] * r
                 cur[a] *= 1.0 + r
         if growth > 0.0:
@@ -297,8 +300,7 @@ def bl_gate_nb(
             change = 0.0
             for a in range(n_a):
                 d = abs(mu[t, a] - last_mu[a])
-                if d > change:
-                    change = d
+                change = max(change, d)
         if should_rebalance_nb(cur, cand[t], change, signal_threshold, drift_threshold):
             trade[t] = True
             for a in range(n_a):
@@ -520,7 +522,9 @@ def black_litterman_targets(
         vols = np.sqrt(np.maximum(np.einsum("taa->ta", np.nan_to_num(cov)), 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             if sz.method == "vol_target":
-                sized = sizer.scale_weights(cand, "vol_target", vols=np.where(vols > 0, vols, np.nan))
+                sized = sizer.scale_weights(
+                    cand, "vol_target", vols=np.where(vols > 0, vols, np.nan)
+                )
             elif sz.method == "kelly":
                 sized = sizer.scale_weights(
                     np.sign(cand), "kelly", expected_returns=out_mu,
@@ -598,7 +602,7 @@ def strategy_attribution(
     pi: np.ndarray,
     contrib: np.ndarray,
     strategy_ids: list[str],
-    panel: object,
+    panel: PricePanel,
 ) -> pd.DataFrame:
     """Split each traded target weight among the prior and the strategies (module docstring).
 
@@ -609,11 +613,7 @@ def strategy_attribution(
         split of the last traded target (zeros before the first trade). Summing over sources
         gives the target weight of each asset.
     """
-    from backtest.data import PricePanel
-
-    assert isinstance(panel, PricePanel)
-    n_t, n_a = candidates.shape
-    n_k = contrib.shape[1]
+    n_t = candidates.shape[0]
     absc = np.abs(contrib)  # (T, K, A)
     denom = np.abs(pi) + absc.sum(axis=1)  # (T, A)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -626,8 +626,9 @@ def strategy_attribution(
     last = np.where(trade, np.arange(n_t), -1)
     last = np.maximum.accumulate(last)
     held = np.where((last >= 0)[:, None, None], parts[np.maximum(last, 0)], 0.0)
-    cols = pd.MultiIndex.from_product([[EQUILIBRIUM, *strategy_ids], panel.assets], names=["source", "asset"])
-    del n_k
+    cols = pd.MultiIndex.from_product(
+        [[EQUILIBRIUM, *strategy_ids], panel.assets], names=["source", "asset"]
+    )
     return pd.DataFrame(held.reshape(n_t, -1), index=panel.index, columns=cols)
 
 

@@ -73,8 +73,7 @@ def atomic_write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) 
 def atomic_write_ndjson(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> Path:
     """Write newline-delimited JSON (one compact object per line, sorted keys)."""
     lines = [
-        json.dumps(r, sort_keys=True, separators=(",", ":"), default=_json_default)
-        for r in records
+        json.dumps(r, sort_keys=True, separators=(",", ":"), default=_json_default) for r in records
     ]
     body = "\n".join(lines) + ("\n" if lines else "")
     return atomic_write_bytes(path, body.encode("utf-8"))

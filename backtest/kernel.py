@@ -109,7 +109,7 @@ class SimulationOutput(NamedTuple):
 
 @njit(cache=True)
 def check_bars_nb(timestamps_ns: np.ndarray, every_ns: int) -> np.ndarray:
-    """Drift-check bars: the first bar, then the first bar at least ``every_ns`` after the last check.
+    """Drift-check bars: the first bar, then each first bar ``every_ns`` after the previous check.
 
     Parameters
     ----------
@@ -350,8 +350,7 @@ def simulate_nb(
             drift = drift_nb(eq[:n_s], targets, total, relative_band)
             for s in range(n_s):
                 out_drift[t, s] = drift[s]
-                if abs(drift[s]) > worst:
-                    worst = abs(drift[s])
+                worst = max(worst, abs(drift[s]))
         fire_reason = -1
         if portfolio_rebalancing and n_portfolio_pending == 0 and total > 0.0:
             if calendar_mask[t]:
@@ -365,9 +364,7 @@ def simulate_nb(
                 for a in range(n_a):
                     last_w[s, a] = weights[s, t, a]
                 has_last_w[s] = True
-                events, n_ev = _push_event(
-                    events, n_ev, t, t + lag, LEVEL_SLEEVE, REASON_SIGNAL, s
-                )
+                events, n_ev = _push_event(events, n_ev, t, t + lag, LEVEL_SLEEVE, REASON_SIGNAL, s)
             if fire_reason >= 0:
                 cap = cap_target[s]
                 dec_transfer[s] = cap - eq[s]
@@ -396,9 +393,7 @@ def simulate_nb(
                 any_order = True
         if fire_reason >= 0:
             dec_transfer[reserve] = cap_target[reserve] - eq[reserve]
-            events, n_ev = _push_event(
-                events, n_ev, t, t + lag, LEVEL_PORTFOLIO, fire_reason, -1
-            )
+            events, n_ev = _push_event(events, n_ev, t, t + lag, LEVEL_PORTFOLIO, fire_reason, -1)
 
         if any_order:
             if lag == 0:

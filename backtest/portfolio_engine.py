@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -79,8 +79,7 @@ def _as_strategy_map(
     missing = [s for s in config.strategy_ids if s not in out]
     if missing:
         raise ConfigError(
-            f"strategies: no strategy given for allocation(s) {missing}; "
-            f"have {sorted(out)}"
+            f"strategies: no strategy given for allocation(s) {missing}; have {sorted(out)}"
         )
     extra = [s for s in out if s not in config.strategy_ids]
     if extra:
@@ -259,7 +258,8 @@ class PortfolioBacktestEngine:
             if src is None:
                 panel = load_default_panel()
             else:
-                panel = PricePanel.from_sources([src], align=data.align, ffill_limit=data.ffill_limit)
+                align = cast(Literal["intersection", "union"], data.align)
+                panel = PricePanel.from_sources([src], align=align, ffill_limit=data.ffill_limit)
         elif isinstance(prices, PricePanel):
             panel = prices
         elif isinstance(prices, pd.DataFrame):

@@ -68,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="results",
         help="folder for the result CSVs and manifest.json (default: ./results)",
     )
-    p.add_argument(
-        "--no-progress", action="store_true", help="never show a progress bar"
-    )
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -80,8 +78,9 @@ def format_metrics(metrics: pd.DataFrame) -> str:
     pct = {"total_return", "cagr", "annual_volatility", "max_drawdown", "turnover"}
     rows = []
     for name, row in metrics.iterrows():
-        cells = {}
-        for col, val in row.items():
+        cells: dict[str, str] = {}
+        for col_key, val in row.items():
+            col = str(col_key)
             if col in pct:
                 cells[col] = f"{val * 100:,.2f}%"
             elif col == "max_drawdown_duration":

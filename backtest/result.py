@@ -173,7 +173,7 @@ class PortfolioBacktestResult:
     # ------------------------------------------------------------------ outputs
     def snapshots(self) -> list[PortfolioSnapshot]:
         """One :class:`PortfolioSnapshot` per bar (capital per strategy, drift, rebalance flag)."""
-        ts = self.equity.index.as_unit("ns").asi8
+        ts = pd.DatetimeIndex(self.equity.index).as_unit("ns").asi8
         strat_cols = [c for c in self.allocations.columns if c != RESERVE]
         caps = self.allocations[strat_cols].to_numpy()
         drift = self.drift[strat_cols].to_numpy()
@@ -197,9 +197,12 @@ class PortfolioBacktestResult:
         d = Path(directory)
         snaps = [s.to_dict() for s in self.snapshots()]
         trades = self.trades.assign(timestamp=self.trades["timestamp"].astype(str))
+        rows: list[dict[str, Any]] = [
+            {str(k): v for k, v in r.items()} for r in trades.to_dict(orient="records")
+        ]
         return [
             atomic_write_ndjson(d / "snapshots.ndjson", snaps),
-            atomic_write_ndjson(d / "trades.ndjson", trades.to_dict(orient="records")),
+            atomic_write_ndjson(d / "trades.ndjson", rows),
         ]
 
     def write_csv(self, directory: str | Path) -> list[Path]:
@@ -379,12 +382,9 @@ def build_result(
     ev = out.events
     fill = ev[:, 1]
     filled = fill < len(index)
-    fill_ts = pd.DatetimeIndex(
-        np.where(filled, index.as_unit("ns").asi8[np.minimum(fill, len(index) - 1)], 0)
-    ).as_unit("ns")
-    fill_ts = fill_ts.where(filled, pd.NaT)
-    if index.tz is not None:
-        fill_ts = fill_ts.tz_localize("UTC").tz_convert(index.tz)
+    fill_pos = np.minimum(fill, len(index) - 1)
+    # NaT where the fill bar would be past the end of the data (order never filled).
+    fill_ts = pd.Series(index[fill_pos]).where(pd.Series(filled)).array
     level = np.where(ev[:, 2] == LEVEL_PORTFOLIO, "portfolio", "sleeve")
     sleeve_idx = ev[:, 4]
     strat_col = np.where(
@@ -406,9 +406,7 @@ def build_result(
     ppy = settings.periods_per_year
     rf = settings.rf_annual
     eq_frame = pd.concat([equity.rename("portfolio"), strategy_equity], axis=1)
-    traded_frame = pd.concat(
-        [traded.sum(axis=1).rename("portfolio"), traded[sids]], axis=1
-    )
+    traded_frame = pd.concat([traded.sum(axis=1).rename("portfolio"), traded[sids]], axis=1)
     cost_frame = pd.concat([costs.sum(axis=1).rename("portfolio"), costs[sids]], axis=1)
     init = {"portfolio": float(config.total_capital)}
     init.update({s: float(initial_accounts[i]) for i, s in enumerate(sids)})
@@ -441,14 +439,14 @@ def build_result(
             periods_per_year=ppy,
         )
         keys = ["total_return", "cagr", "sharpe", "max_drawdown", "total_costs"]
+        ids = list(standalone)
         comparison = pd.concat(
-            {
-                "in_portfolio": metrics.loc[list(standalone), keys],
-                "standalone": solo_metrics.loc[list(standalone), keys],
-            },
+            [
+                metrics.loc[ids, keys].add_prefix("in_portfolio_"),
+                solo_metrics.loc[ids, keys].add_prefix("standalone_"),
+            ],
             axis=1,
         )
-        comparison.columns = [f"{a}_{b}" for a, b in comparison.columns]
     else:
         comparison = pd.DataFrame()
 

@@ -69,6 +69,7 @@ from portfolio.contracts import (
     _describe,
     _fmt,
     _Invalid,
+    _reduce,
     _run,
     _set,
 )
@@ -481,6 +482,10 @@ class BLSettings:
     def __post_init__(self) -> None:
         _validate(self, _BL_RULES, None)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType cannot be pickled or deep-copied: rebuild from plain values.
+        return _reduce(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``market_weights`` as a dict or ``None``)."""
         return _to_dict(self)
@@ -699,6 +704,10 @@ class StrategySpec:
     def __post_init__(self) -> None:
         _validate(self, _STRATEGY_RULES, None)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType cannot be pickled or deep-copied: rebuild from plain values.
+        return _reduce(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (without ``strategy_id``, as under ``strategies:`` in YAML)."""
         return {
@@ -820,6 +829,10 @@ class BacktestConfig:
         # Store in allocation order, read-only.
         _set(self, "strategies", MappingProxyType({sid: self.strategies[sid] for sid in ids}))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType cannot be pickled or deep-copied: rebuild from plain values.
+        return _reduce(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping in the YAML layout; ``parse_config(cfg.to_dict(), cfg.source) == cfg``.
 
@@ -905,7 +918,7 @@ class _Parser:
             self.fail(path, f"must be a mapping, got {_describe(raw)}")
         for key in raw:
             if not isinstance(key, str):
-                self.fail(path, f"keys must be strings, got {_describe(key)}")
+                self.fail(path or "top level", f"keys must be strings, got {_describe(key)}")
             if key not in allowed:
                 where = f"{path}.{key}" if path else key
                 self.fail(where, f"unknown key; allowed keys: {', '.join(allowed)}")

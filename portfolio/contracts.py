@@ -21,6 +21,7 @@ file and a direct constructor call are held to exactly the same rules.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -107,7 +108,10 @@ def _check_real(
         return None
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise _Invalid(f"must be a number, got {_describe(value)}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an int too large for a float
+        raise _Invalid(f"must be finite, got {_fmt(value)}") from None
     if math.isnan(x) or (math.isinf(x) and not allow_inf):
         raise _Invalid(f"must be finite, got {_fmt(x)}")
     low_ok = (ge is None or x >= ge) and (gt is None or x > gt)
@@ -181,6 +185,24 @@ def _field(
 ) -> None:
     """Validate and normalize field ``name`` of ``obj`` in place (inside ``__post_init__``)."""
     _set(obj, name, _run(check, getattr(obj, name), owner, name, context))
+
+
+def _thaw(value: Any) -> Any:
+    """Read-only mapping proxies (also nested ones) -> plain dicts, for pickling and copying."""
+    if isinstance(value, MappingProxyType):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+def _rebuild(cls: type[_T], kwargs: dict[str, Any]) -> _T:
+    """Unpickle / deep-copy helper: re-run the constructor (and so the validation)."""
+    return cls(**kwargs)
+
+
+def _reduce(obj: Any) -> tuple[Any, ...]:
+    """``__reduce__`` for frozen contracts holding ``MappingProxyType`` (not picklable itself)."""
+    kwargs = {f.name: _thaw(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return (_rebuild, (type(obj), kwargs))
 
 
 _NONNEG = functools.partial(_check_real, ge=0.0)
@@ -459,6 +481,10 @@ class PortfolioSnapshot:
             positions[sid] = _float_mapping(units, owner, f"positions[{sid!r}]")
         _set(self, "positions", MappingProxyType(positions))
         _set(self, "cash", _float_mapping(self.cash, owner, "cash"))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType cannot be pickled or deep-copied: rebuild from plain dicts.
+        return _reduce(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (mappings become ``dict``)."""

@@ -453,9 +453,17 @@ def solve_fast_status(
     n = mu.shape[0]
     eig = np.linalg.eigvalsh(sigma)
     lmax = eig[n - 1]
-    if not (lmax > 0.0) or eig[0] < -_PSD_RTOL * lmax:
+    if eig[0] < -_PSD_RTOL * max(lmax, 0.0) or math.isnan(lmax):
         return np.zeros(n), FAST_STATUS_NOT_PSD, 0
-    step = 1.0 / lmax
+    if lmax > 0.0:
+        step = 1.0 / lmax
+    else:
+        # Zero covariance: a linear objective, for which any step is admissible; scale it so
+        # one step moves the weights by O(1).
+        cmax = 0.0
+        for i in range(n):
+            cmax = max(cmax, abs(lam * mu[i]))
+        step = 1.0 / cmax if cmax > 0.0 else 1.0
     cap = max_leverage
     if _cap_implied_nb(lo, hi, budget, max_leverage):
         cap = math.inf
@@ -1190,7 +1198,7 @@ class PortfolioOptimizer:
             self.last_solver = "slsqp-fallback"
         else:
             eig = np.linalg.eigvalsh(sigma)
-            if eig[-1] < 0.0 or eig[0] < -_PSD_RTOL * eig[-1]:
+            if eig[0] < -_PSD_RTOL * max(eig[-1], 0.0):
                 raise OptimizationError(
                     "covariance is not positive semidefinite: smallest eigenvalue "
                     f"{eig[0]:.6g}, largest {eig[-1]:.6g}"

@@ -259,11 +259,14 @@ def risk_adjusted_weights_nb(
     Raises
     ------
     ValueError
-        If the shapes disagree (numba cannot format the values into the message).
+        If the shapes disagree or ``sensitivity`` is negative or not finite (numba cannot
+        format the values into the message).
     """
     n_s = base.shape[0]
     if returns_window.shape[1] != n_s or min_w.shape[0] != n_s or max_w.shape[0] != n_s:
         raise ValueError("risk_adjusted_weights_nb: returns_window, base, min_w, max_w disagree")
+    if not (np.isfinite(sensitivity) and sensitivity >= 0.0):
+        raise ValueError("risk_adjusted_weights_nb: sensitivity must be finite and >= 0")
     scores = strategy_scores_nb(returns_window)
     tilted = False
     if sensitivity != 0.0:

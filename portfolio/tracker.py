@@ -109,6 +109,16 @@ class PortfolioTracker:
                 book[fill.symbol] = units
             self._cash[fill.strategy_id] += fill.cash_delta
             self._prices[fill.symbol] = fill.price
+            logger.debug(
+                "fill %s %s %s x %s @ %s: units %s, cash %s",
+                fill.strategy_id,
+                fill.side,
+                fill.symbol,
+                fill.quantity,
+                fill.price,
+                units,
+                self._cash[fill.strategy_id],
+            )
             if fill.timestamp_ns and (
                 self._timestamp_ns is None or fill.timestamp_ns > self._timestamp_ns
             ):

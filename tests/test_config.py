@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import datetime as dt
 import math
+import pickle
 import re
 import subprocess
 import sys
@@ -544,6 +545,15 @@ def test_round_trip_with_every_section(tmp_path: Path) -> None:
     assert cfg.regime.series == (tmp_path / "clarity.csv").resolve()
     assert cfg.optimizer.budget is None and cfg.optimizer.target_return == 0.1
     assert parse_config(cfg.to_dict(), source="x.yaml") == cfg
+
+
+def test_config_pickles_and_deep_copies() -> None:
+    # Workers of a process pool receive the config by pickling.
+    cfg = load_config(SHIPPED)
+    for clone in (pickle.loads(pickle.dumps(cfg)), copy.deepcopy(cfg)):
+        assert clone == cfg
+        assert clone.config_hash() == cfg.config_hash()
+        assert clone.strategies["momentum_v1"].params == {"top_k": 5}
 
 
 def test_config_hash() -> None:

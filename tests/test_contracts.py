@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import pickle
 import re
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -279,6 +282,14 @@ def test_snapshot_is_read_only_and_round_trips() -> None:
     cash["a"] = 99.0
     assert snap2.cash["a"] == 1.0
     assert PortfolioSnapshot("p", 0, 1.0, {}, {}, False).positions == {}
+
+
+def test_snapshot_pickles_and_deep_copies() -> None:
+    # MappingProxyType itself cannot be pickled; the snapshot rebuilds from plain dicts.
+    snap = _snapshot()
+    for clone in (pickle.loads(pickle.dumps(snap)), copy.deepcopy(snap)):
+        assert clone == snap
+        assert isinstance(clone.positions["a"], MappingProxyType)
 
 
 @pytest.mark.parametrize(

@@ -123,12 +123,11 @@ def test_deep_drawdown_gets_less_than_base() -> None:
 
 
 def test_min_max_bounds_respected() -> None:
-    rng = np.random.default_rng(7)
     hist = _frame(
         {
-            "a": rng.normal(0.004, 0.01, 40),
-            "b": rng.normal(0.0, 0.01, 40),
-            "c": rng.normal(-0.004, 0.01, 40),
+            "a": _alternating(0.014, 0.006, 40),  # mean +0.004
+            "b": _alternating(0.010, 0.010, 40),  # mean 0
+            "c": _alternating(0.006, 0.014, 40),  # mean -0.004
         }
     )
     base = {"a": 0.4, "b": 0.3, "c": 0.3}
@@ -380,7 +379,7 @@ def test_validation_errors() -> None:
     ra = RiskAdjustedAllocator(_allocator(ids), 30, 0.1)
     with pytest.raises(DataError, match="sum to 1"):
         ra.calculate_adjusted_allocations(hist, {"a": 0.5, "b": 0.6})
-    with pytest.raises(DataError, match=r"base_allocations\['b'\]"):
+    with pytest.raises(DataError, match=r"base_allocations\['a'\].*1\.2"):
         ra.calculate_adjusted_allocations(hist, {"a": 1.2, "b": -0.2})
     with pytest.raises(DataError, match="'c'"):
         ra.calculate_adjusted_allocations(hist, {"a": 0.5, "c": 0.5})
@@ -404,3 +403,7 @@ def test_validation_errors() -> None:
         RiskAdjustedAllocator(_allocator(ids), 30, -0.1)
     with pytest.raises(ConfigError, match="config"):
         RiskAdjustedAllocator(object(), 30, 0.1)
+    with pytest.raises(ValueError, match="disagree"):
+        risk_adjusted_weights_nb(np.zeros((3, 2)), np.array([1.0]), 0.1, np.zeros(1), np.ones(1))
+    with pytest.raises(ValueError, match="sensitivity"):
+        risk_adjusted_weights_nb(np.zeros((3, 1)), np.array([1.0]), -1.0, np.zeros(1), np.ones(1))
