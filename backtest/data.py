@@ -734,8 +734,10 @@ class PricePanel:
         i1 = self.n_bars if hi is None else int(index.searchsorted(hi, side="right"))
         if i1 <= i0:
             raise DataError(
-                f"{self._source}: no bars between start={start!r} and end={end!r} (panel "
-                f"covers {_fmt_date(index[0])} .. {_fmt_date(index[-1])})"
+                f"{self._source}: no bars between start "
+                f"{'(none)' if lo is None else _fmt_date(lo)} and end "
+                f"{'(none)' if hi is None else _fmt_date(hi)} (panel covers "
+                f"{_fmt_date(index[0])} .. {_fmt_date(index[-1])})"
             )
         return PricePanel(self._prices.iloc[i0:i1], self._source)
 

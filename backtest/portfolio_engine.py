@@ -40,7 +40,7 @@ from portfolio.config import (
     SizingSettings,
 )
 from portfolio.contracts import CostModel, PortfolioConfig, StrategyAllocation
-from portfolio.errors import ConfigError
+from portfolio.errors import ConfigError, PortfolioBacktestError
 
 __all__ = ["EngineSettings", "PortfolioBacktestEngine"]
 
@@ -270,10 +270,17 @@ class PortfolioBacktestEngine:
         end = end if end is not None else data.end
         if start is not None or end is not None:
             panel = panel.slice(start, end)
-        strategies = {
-            sid: create_strategy(sid, spec.kind, spec.params, spec.universe)
-            for sid, spec in config.strategies.items()
-        }
+        try:
+            strategies = {
+                sid: create_strategy(sid, spec.kind, spec.params, spec.universe)
+                for sid, spec in config.strategies.items()
+            }
+            for sid, strat in strategies.items():
+                if strat.universe:
+                    panel.require_assets(strat.universe, f"strategies.{sid}.universe")
+        except PortfolioBacktestError as exc:
+            # Name the YAML file, like every other configuration error.
+            raise type(exc)(f"{config.source}: {exc}") from None
         return cls(
             config.portfolio,
             strategies,

@@ -189,7 +189,7 @@ def _finalize_nb(
 
 
 @njit(cache=True)
-def _raw_from_sums_nb(  # noqa: PLR0917 (numba kernels take positional arrays)
+def _raw_from_sums_nb(
     cnt: NDArray[np.int64],
     sw: FloatArray,
     sw2: FloatArray,
@@ -210,7 +210,7 @@ def _raw_from_sums_nb(  # noqa: PLR0917 (numba kernels take positional arrays)
 
 
 @njit(cache=True)
-def _add_row_nb(  # noqa: PLR0917 (numba kernels take positional arrays)
+def _add_row_nb(
     row: FloatArray,
     sign: float,
     cnt: NDArray[np.int64],
@@ -240,7 +240,7 @@ def _add_row_nb(  # noqa: PLR0917 (numba kernels take positional arrays)
 
 
 @njit(cache=True)
-def _ewma_path_nb(  # noqa: PLR0917 (numba kernels take positional arrays)
+def _ewma_path_nb(
     returns: FloatArray,
     lam: float,
     min_history: int,
@@ -281,7 +281,7 @@ def _ewma_path_nb(  # noqa: PLR0917 (numba kernels take positional arrays)
 
 
 @njit(cache=True)
-def _rolling_path_nb(  # noqa: PLR0917 (numba kernels take positional arrays)
+def _rolling_path_nb(
     returns: FloatArray,
     lookback: int,
     min_history: int,

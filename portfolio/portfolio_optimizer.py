@@ -75,7 +75,8 @@ The returned weights are those of the bracket end with ``mu'w >= target``, withi
 
 *Warm start.* :meth:`PortfolioOptimizer.optimize` / :meth:`~PortfolioOptimizer.optimize_array`
 take ``warm_start=w_prev``; without it the optimizer starts from its last solution for the same
-instrument tuple (``optimize``) or the same number of assets (``optimize_array``), so a
+instrument tuple (``optimize``, or ``optimize_array(..., instrument_names=...)``) or else for
+the same number of assets (unnamed ``optimize_array``), so a
 per-close loop warm-starts from the previous close automatically. The start point only changes
 the number of iterations, never the solution beyond ``tol``. :meth:`~PortfolioOptimizer.reset`
 forgets it.
@@ -125,6 +126,7 @@ __all__ = [
     "portfolio_objective",
     "project_onto_constraints",
     "should_rebalance",
+    "should_rebalance_nb",
     "solve_fast",
     "solve_fast_status",
     "solve_slsqp",
@@ -1077,13 +1079,13 @@ class PortfolioOptimizer:
             raise OptimizationError(f"tol must be a number in (0, 1), got {tol!r}")
         if not isinstance(max_iter, numbers.Integral) or isinstance(max_iter, bool) or max_iter < 1:
             raise OptimizationError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-        self.constraints = constraints
-        self.risk_aversion = float(risk_aversion)
+        self.constraints: OptimizationConstraints = constraints
+        self.risk_aversion: float = float(risk_aversion)
         self.solver: Literal["fast", "slsqp"] = solver
-        self.tol = float(tol)
-        self.max_iter = int(max_iter)
+        self.tol: float = float(tol)
+        self.max_iter: int = int(max_iter)
         self.last_solver: str | None = None
-        self.last_n_iter = 0
+        self.last_n_iter: int = 0
         self._last_by_names: dict[tuple[str, ...], np.ndarray] = {}
         self._last_array: np.ndarray | None = None
 
@@ -1094,7 +1096,11 @@ class PortfolioOptimizer:
 
     # ------------------------------------------------------------------ array level
     def optimize_array(
-        self, mu: np.ndarray, sigma: np.ndarray, warm_start: np.ndarray | None = None
+        self,
+        mu: np.ndarray,
+        sigma: np.ndarray,
+        warm_start: np.ndarray | None = None,
+        instrument_names: Sequence[str] | None = None,
     ) -> np.ndarray:
         """Optimal weights for aligned arrays: validation, feasibility, solve, fallback.
 
@@ -1106,7 +1112,11 @@ class PortfolioOptimizer:
             Covariance, same period; must be symmetric (relative tolerance ``1e-9``, then
             symmetrized) and positive semidefinite.
         warm_start : ndarray, shape (n,), optional
-            Start point; default the last ``optimize_array`` solution of the same length.
+            Start point. Default: the last solution for the same ``instrument_names`` if they
+            are given, else the last unnamed ``optimize_array`` solution of the same length.
+        instrument_names : sequence of str, optional
+            Names of the ``n`` assets; only used to key the remembered warm start, so that a
+            changing universe never starts from another universe's weights.
 
         Returns
         -------
@@ -1119,20 +1129,32 @@ class PortfolioOptimizer:
             Invalid input (NaN/inf, shapes, asymmetric or indefinite covariance), infeasible
             constraints, or an SLSQP failure.
         """
-        mu_a = _as_float_vector(mu, "expected returns")
+        mu_a = _as_float_vector(mu, "expected_returns")
         n = mu_a.size
         if n == 0:
-            raise OptimizationError("expected returns must contain at least one asset")
+            raise OptimizationError("expected_returns must contain at least one asset")
         sig = self._check_covariance(sigma, n)
+        key: tuple[str, ...] | None = None
+        if instrument_names is not None:
+            key = self._check_names(instrument_names)
+            if len(key) != n:
+                raise OptimizationError(
+                    f"instrument_names has {len(key)} names but expected_returns has {n} values"
+                )
         w0: np.ndarray | None = None
         if warm_start is not None:
             w0 = _as_float_vector(warm_start, "warm_start")
             if w0.size != n:
                 raise OptimizationError(f"warm_start must have shape ({n},), got {w0.shape}")
+        elif key is not None:
+            w0 = self._last_by_names.get(key)
         elif self._last_array is not None and self._last_array.size == n:
             w0 = self._last_array
         w = self._solve(mu_a, sig, w0)
-        self._last_array = w
+        if key is not None:
+            self._last_by_names[key] = w
+        else:
+            self._last_array = w
         return w
 
     def _check_covariance(self, sigma: Any, n: int) -> np.ndarray:
@@ -1249,7 +1271,6 @@ class PortfolioOptimizer:
             Weight per name, in the order of ``instrument_names``.
         """
         names = self._check_names(instrument_names)
-        n = len(names)
         mu = self._named_vector(expected_returns, names, "expected_returns")
         if isinstance(covariance, pd.DataFrame):
             missing = [k for k in names if k not in covariance.index or k not in covariance.columns]
@@ -1258,14 +1279,8 @@ class PortfolioOptimizer:
                     f"covariance has no row/column for instruments {missing[:5]}"
                 )
             covariance = covariance.loc[list(names), list(names)].to_numpy(dtype=np.float64)
-        sig = self._check_covariance(covariance, n)
-        w0 = None
-        if warm_start is not None:
-            w0 = self._named_vector(warm_start, names, "warm_start")
-        else:
-            w0 = self._last_by_names.get(names)
-        w = self._solve(mu, sig, w0)
-        self._last_by_names[names] = w
+        w0 = None if warm_start is None else self._named_vector(warm_start, names, "warm_start")
+        w = self.optimize_array(mu, covariance, warm_start=w0, instrument_names=names)
         return {k: float(v) for k, v in zip(names, w, strict=True)}
 
     def optimize_with_bl(
@@ -1290,9 +1305,7 @@ class PortfolioOptimizer:
         dict[str, float]
         """
         if not isinstance(bl_result, Mapping):
-            raise OptimizationError(
-                f"bl_result must be a mapping, got {type(bl_result).__name__}"
-            )
+            raise OptimizationError(f"bl_result must be a mapping, got {type(bl_result).__name__}")
         for key in ("posterior_returns", "posterior_covariance"):
             if key not in bl_result:
                 raise OptimizationError(f"bl_result has no key {key!r}")
@@ -1340,6 +1353,27 @@ class PortfolioOptimizer:
         return arr
 
 
+@njit(cache=True)
+def should_rebalance_nb(
+    current: np.ndarray,
+    target: np.ndarray,
+    signal_change: float,
+    signal_threshold: float,
+    drift_threshold: float,
+) -> bool:
+    """Jitted rule of :func:`should_rebalance` for aligned arrays of shape (n,).
+
+    ``abs(signal_change) > signal_threshold`` or ``max_i |current_i - target_i| >
+    drift_threshold``. No validation: inputs must be finite and of equal length.
+    """
+    if abs(signal_change) > signal_threshold:
+        return True
+    for i in range(current.shape[0]):  # noqa: SIM110 (numba: no generator expressions)
+        if abs(current[i] - target[i]) > drift_threshold:
+            return True
+    return False
+
+
 def should_rebalance(
     current_weights: Mapping[str, float] | np.ndarray | Sequence[float],
     target_weights: Mapping[str, float] | np.ndarray | Sequence[float],
@@ -1351,7 +1385,8 @@ def should_rebalance(
 
     True when ``|signal_change| > signal_threshold`` or ``max_i |current_i - target_i| >
     drift_threshold`` (both strictly greater: a drift exactly at the threshold does not
-    trigger). Weights are fractions of equity; mappings are compared over the union of their
+    trigger; the same rule as the jitted :func:`should_rebalance_nb`). Weights are fractions of
+    equity; mappings are compared over the union of their
     names with a missing name meaning weight 0 (so a drift band also works for a zero target);
     arrays must have the same shape.
 
@@ -1389,7 +1424,8 @@ def should_rebalance(
             raise OptimizationError(
                 f"current_weights shape {cur.shape} != target_weights shape {tgt.shape}"
             )
-    if abs(signal_change) > signal_threshold:
-        return True
-    drift = float(np.max(np.abs(cur - tgt), initial=0.0))
-    return drift > drift_threshold
+    return bool(
+        should_rebalance_nb(
+            cur, tgt, float(signal_change), float(signal_threshold), float(drift_threshold)
+        )
+    )

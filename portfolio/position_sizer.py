@@ -11,9 +11,10 @@ Two kinds of output live here:
 
   - volatility targeting: ``target_vol / instrument_vol`` (Moskowitz, Ooi & Pedersen 2012,
     "Time series momentum", J. Financial Economics 104(2), scale positions by ``1/sigma``);
-  - fractional Kelly: ``kelly_fraction * mu / sigma**2`` (Kelly 1956; for a single asset with
-    log utility the growth-optimal fraction is ``mu / sigma**2``, Thorp 2006 "The Kelly criterion
-    in blackjack, sports betting and the stock market", section 7);
+  - fractional Kelly: ``kelly_fraction * mu / sigma**2`` (Kelly 1956, "A new interpretation of
+    information rate"; for one asset with normally distributed excess return the growth-optimal
+    fraction is ``mu / sigma**2``, Thorp 2006, "The Kelly criterion in blackjack, sports betting
+    and the stock market");
   - risk budgeting: ``budget * component_var / total_var`` (Euler allocation of VaR, see
     :mod:`portfolio.risk`).
 
@@ -197,8 +198,7 @@ class PositionSizer:
         For any argument out of range; the message names the field and the value.
     """
 
-    # The positional signature is the documented public API, hence the noqa.
-    def __init__(  # noqa: PLR0917
+    def __init__(
         self,
         lot_size: float = 1.0,
         risk_multipliers: Mapping[str, float] | None = None,

@@ -13,12 +13,15 @@ Everything that turns *target units* into *fills* lives here, once:
    buying power ``cash + (max_leverage - 1) * equity``, all its buys are scaled by the largest
    ``k`` in ``[0, 1]`` that fits (found by bisection on the monotone cost function), then rounded
    toward zero to whole lots and filtered by ``min_trade_value`` again. Rounding down and
-   dropping orders can only lower the cost, so the basket still fits.
+   dropping orders can only lower the cost, so the basket still fits (the lot rounding's
+   1e-9-lot tolerance for floating error is the only, negligible, exception).
 5. **Netting.** With netting on, the orders of all sleeves in one asset are crossed internally
    and only the net quantity goes to the market: one commission and slippage on the net notional,
    attributed back to the sleeves pro rata to ``|q_s|``. Because each sleeve's share is at most
    its standalone cost (commission is subadditive, slippage linear), and step 4 sizes buys with
-   standalone costs, netting never changes quantities and never raises any sleeve's cost.
+   standalone costs, netting never changes the quantities of a step and never raises any
+   sleeve's cost. (Over a whole run the cash it saves is reinvested at later rebalances, so
+   later quantities may differ by the lots that cash buys.)
 
 Costs: ``commission = max(commission_min, commission_bps * 1e-4 * notional + commission_fixed)``
 per order with non-zero notional; ``slippage = slippage_bps * 1e-4 * notional``, adverse to the
@@ -364,8 +367,10 @@ def execute_fills_nb(
                 continue
             net_comm = commission_nb(abs(net) * p, costs)
             net_slip = slip * abs(net) * p
-            if side == 0 and netting:
-                saved += standalone - net_comm - net_slip
+            if side == 0 and netting and n_part > 1:
+                # One participant pays exactly its standalone cost: nothing saved (and no
+                # rounding noise reported as a negative saving).
+                saved += max(standalone - net_comm - net_slip, 0.0)
             for s in range(n_s):
                 qs = q[s, a]
                 if qs == 0.0 or (side == 0 and qs > 0.0) or (side == 1 and qs < 0.0):

@@ -241,16 +241,36 @@ class VaRCalculator:
         return w, s, m
 
     @staticmethod
-    def _sigma_p(w: np.ndarray, s: np.ndarray, sw: np.ndarray) -> float:
-        """Portfolio standard deviation; DataError if ``w' S w`` is clearly negative."""
-        var = float(w @ sw)
-        # Allow rounding noise of a PSD matrix, relative to |w|' |S| |w|.
-        tol = _COV_RTOL * float(np.abs(w) @ np.abs(s) @ np.abs(w))
+    def _vol_parts(w: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(sigma_p, S w / sigma_p)``; DataError if ``w' S w`` is clearly negative.
+
+        Computed on ``u = w / max|w|`` so that tiny or huge weights neither underflow into
+        subnormals nor overflow in ``w' S w``; the gradient ``S u / sqrt(u' S u)`` is scale-free.
+        The gradient is 0 when ``sigma_p = 0`` (see the module docstring).
+        """
+        scale = float(np.abs(w).max()) if w.size else 0.0
+        if scale == 0.0:
+            return 0.0, np.zeros_like(w)
+        u = w / scale
+        su = s @ u
+        var = float(u @ su)
+        # Allow rounding noise of a PSD matrix, relative to |u|' |S| |u|.
+        tol = _COV_RTOL * float(np.abs(u) @ np.abs(s) @ np.abs(u))
         if var < -tol:
             raise DataError(
-                f"covariance is not positive semi-definite: w' S w = {var!r} for these weights"
+                "covariance is not positive semi-definite: w' S w = "
+                f"{var * scale * scale!r} for these weights"
             )
-        return math.sqrt(max(var, 0.0))
+        if var <= 0.0:
+            return 0.0, np.zeros_like(w)
+        root = math.sqrt(var)
+        return scale * root, su / root
+
+    def _marginal(self, w: np.ndarray, s: np.ndarray, m: np.ndarray | None) -> np.ndarray:
+        h = self.periods
+        _, grad = self._vol_parts(w, s)
+        mean_term = m if m is not None else np.zeros_like(w)
+        return -(h * mean_term + self.z * math.sqrt(h) * grad)
 
     def portfolio_parametric_var(self, weights: Any, covariance: Any, mean: Any = None) -> float:
         """Gaussian portfolio VaR ``-(h * w.m + z * sqrt(h) * sqrt(w' S w))``.
@@ -276,9 +296,8 @@ class VaRCalculator:
             For shape mismatches, non-finite values, an asymmetric or indefinite covariance.
         """
         w, s, m = self._inputs(weights, covariance, mean)
-        sw = s @ w
         mu_p = float(w @ m) if m is not None else 0.0
-        return self._gaussian(mu_p, self._sigma_p(w, s, sw))
+        return self._gaussian(mu_p, self._vol_parts(w, s)[0])
 
     def marginal_var(self, weights: Any, covariance: Any, mean: Any = None) -> np.ndarray:
         """Marginal VaR ``dVaR/dw_i = -(h * m_i + z * sqrt(h) * (S w)_i / sigma_p)``.
@@ -287,12 +306,7 @@ class VaRCalculator:
         in VaR per unit of weight; the volatility term is 0 when ``sigma_p = 0``.
         """
         w, s, m = self._inputs(weights, covariance, mean)
-        sw = s @ w
-        sigma_p = self._sigma_p(w, s, sw)
-        h = self.periods
-        vol_term = sw / sigma_p if sigma_p > 0.0 else np.zeros_like(w)
-        mean_term = m if m is not None else np.zeros_like(w)
-        return -(h * mean_term + self.z * math.sqrt(h) * vol_term)
+        return self._marginal(w, s, m)
 
     def component_var(self, weights: Any, covariance: Any, mean: Any = None) -> np.ndarray:
         """Euler component VaR ``CVaR_i = w_i * dVaR/dw_i``.
@@ -302,5 +316,5 @@ class VaRCalculator:
         :meth:`portfolio_parametric_var` for the same inputs. A negative entry is a position
         that lowers the portfolio VaR (a hedge).
         """
-        w = _vector("weights", weights)
-        return w * self.marginal_var(weights, covariance, mean)
+        w, s, m = self._inputs(weights, covariance, mean)
+        return w * self._marginal(w, s, m)

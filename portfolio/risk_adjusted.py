@@ -144,7 +144,10 @@ def project_to_bounds_nb(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nd
         Non-negative tilted weights (any positive scale; entries below ``1e-200 * max(t)``
         count as 0).
     lo, hi : ndarray, shape (S,)
-        Bounds with ``0 <= lo <= hi`` and ``sum(lo) <= 1 <= sum(hi)`` (checked by the caller).
+        Bounds with ``lo <= hi``; they are clipped to ``[0, 1]`` first, so ``hi = inf`` means no
+        cap. Feasibility ``sum(lo) <= 1 <= sum(hi)`` is the caller's job; if it fails, summing
+        to 1 wins: the weights are ``lo / sum(lo)`` when ``sum(lo) > 1``, and the bounded
+        weights rescaled to sum 1 (equal weights if all are 0) when ``sum(hi) < 1``.
 
     Returns
     -------
@@ -155,52 +158,60 @@ def project_to_bounds_nb(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nd
     """
     n = t.shape[0]
     w = np.empty(n)
+    lo_c = np.minimum(np.maximum(lo, 0.0), 1.0)
+    hi_c = np.minimum(np.maximum(hi, lo_c), 1.0)
     # Work with t / max(t) and treat relative values below 1e-200 as 0: the breakpoints
     # lo / t and hi / t then stay finite (a subnormal t would make them inf).
     t_max = 0.0
     for i in range(n):
         t_max = max(t_max, t[i])
-    t = t / t_max if t_max > 0.0 else np.zeros(n)
+    tn = t / t_max if t_max > 0.0 else np.zeros(n)
     for i in range(n):
-        if t[i] < 1e-200:
-            t[i] = 0.0
+        if tn[i] < 1e-200:
+            tn[i] = 0.0
     lo_sum = 0.0
     for i in range(n):
-        lo_sum += lo[i]
+        lo_sum += lo_c[i]
     if lo_sum >= 1.0:
-        w[:] = lo
+        w[:] = lo_c / lo_sum if lo_sum > 1.0 else lo_c
         return w
     bps = np.empty(2 * n)
     nb = 0
     for i in range(n):
-        if t[i] > 0.0:
-            bps[nb] = lo[i] / t[i]
-            bps[nb + 1] = hi[i] / t[i]
+        if tn[i] > 0.0:
+            bps[nb] = lo_c[i] / tn[i]
+            bps[nb + 1] = hi_c[i] / tn[i]
             nb += 2
     f_top = lo_sum
     if nb > 0:
         bps = np.sort(bps[:nb])
-        f_top = _bounded_sum_nb(bps[nb - 1], t, lo, hi)
+        f_top = _bounded_sum_nb(bps[nb - 1], tn, lo_c, hi_c)
     if f_top < 1.0:
         # Every tilted strategy is at its upper bound (or none is tilted): fill the others.
         room = 0.0
         for i in range(n):
-            if t[i] <= 0.0:
-                room += hi[i] - lo[i]
-        rest = 1.0 - f_top
+            if tn[i] <= 0.0:
+                room += hi_c[i] - lo_c[i]
+        fill = min((1.0 - f_top) / room, 1.0) if room > 0.0 else 0.0
+        total = 0.0
         for i in range(n):
-            if t[i] > 0.0:
-                w[i] = hi[i]
-            elif room > 0.0:
-                w[i] = lo[i] + (hi[i] - lo[i]) * (rest / room)
+            if tn[i] > 0.0:
+                w[i] = hi_c[i]
             else:
-                w[i] = lo[i]
+                w[i] = lo_c[i] + (hi_c[i] - lo_c[i]) * fill
+            total += w[i]
+        if total < 1.0 - _SUM_TOL:
+            # Infeasible upper bounds (sum(hi) < 1): summing to 1 takes precedence.
+            if total > 0.0:
+                w /= total
+            else:
+                w[:] = 1.0 / n
         return w
     lam = bps[nb - 1]
     prev = 0.0
     f_prev = lo_sum
     for j in range(nb):
-        f_b = _bounded_sum_nb(bps[j], t, lo, hi)
+        f_b = _bounded_sum_nb(bps[j], tn, lo_c, hi_c)
         if f_b >= 1.0:
             # f is linear between consecutive breakpoints: interpolate exactly.
             if f_b > f_prev:
@@ -213,19 +224,19 @@ def project_to_bounds_nb(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nd
     total = 0.0
     inner = 0.0
     for i in range(n):
-        if t[i] > 0.0:
-            w[i] = min(max(lam * t[i], lo[i]), hi[i])
+        if tn[i] > 0.0:
+            w[i] = min(max(lam * tn[i], lo_c[i]), hi_c[i])
         else:
-            w[i] = lo[i]
+            w[i] = lo_c[i]
         total += w[i]
-        if lo[i] < w[i] < hi[i]:
+        if lo_c[i] < w[i] < hi_c[i]:
             inner += w[i]
     # Spread the floating-point residual over the strategies strictly inside their bounds.
     resid = 1.0 - total
     if resid != 0.0 and inner > 0.0:
         for i in range(n):
-            if lo[i] < w[i] < hi[i]:
-                w[i] = min(max(w[i] + resid * (w[i] / inner), lo[i]), hi[i])
+            if lo_c[i] < w[i] < hi_c[i]:
+                w[i] = min(max(w[i] + resid * (w[i] / inner), lo_c[i]), hi_c[i])
     return w
 
 
@@ -249,7 +260,9 @@ def risk_adjusted_weights_nb(
     sensitivity : float
         Tilt strength ``k >= 0``; 0 returns the (bounded) base weights.
     min_w, max_w : ndarray, shape (S,)
-        Weight bounds, ``0 <= min_w <= max_w``, ``sum(min_w) <= 1 <= sum(max_w)``.
+        Weight bounds, ``min_w <= max_w`` (clipped to ``[0, 1]``; ``inf`` means no cap), and
+        normally ``sum(min_w) <= 1 <= sum(max_w)``; see :func:`project_to_bounds_nb` for what
+        happens when they are infeasible (the sum stays 1).
 
     Returns
     -------

@@ -241,6 +241,17 @@ def test_riskless_combination_of_singular_covariance() -> None:
     assert calc.component_var([1.0, -1.0], cov).tolist() == [0.0, 0.0]
 
 
+def test_tiny_and_huge_weights_scale_linearly() -> None:
+    # VaR is homogeneous of degree one; w' S w would underflow/overflow without rescaling.
+    calc = VaRCalculator(0.95)
+    base = calc.portfolio_parametric_var(W, COV)
+    for k in (1e-160, 1e160):
+        assert calc.portfolio_parametric_var(W * k, COV) == pytest.approx(base * k, rel=1e-14)
+        comp = calc.component_var(W * k, COV)
+        np.testing.assert_allclose(comp, calc.component_var(W, COV) * k, rtol=1e-14)
+        assert comp.sum() == pytest.approx(base * k, rel=1e-14)
+
+
 @st.composite
 def _portfolios(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
     n = draw(st.integers(1, 6))

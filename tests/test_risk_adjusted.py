@@ -370,6 +370,27 @@ def test_scores_bounded_and_zero_for_short_or_constant() -> None:
     assert strategy_scores_nb(with_nan)[1] == 0.0
 
 
+def test_kernel_unbounded_and_infeasible_bounds() -> None:
+    rng = np.random.default_rng(9)
+    window = rng.normal(0.0, 0.01, (30, 3))
+    base = np.array([0.2, 0.3, 0.5])
+    inf = np.full(3, np.inf)
+    free = risk_adjusted_weights_nb(window, base, 0.4, np.zeros(3), inf)
+    capped = risk_adjusted_weights_nb(window, base, 0.4, np.zeros(3), np.ones(3))
+    np.testing.assert_array_equal(free, capped)
+    # Minimums above 100% in total: sum to 1 wins, in proportion to the minimums.
+    w = risk_adjusted_weights_nb(window, base, 0.4, np.array([0.6, 0.6, 0.3]), inf)
+    np.testing.assert_allclose(w, [0.4, 0.4, 0.2], rtol=1e-15)
+    # Maximums below 100% in total: rescaled caps.
+    w = risk_adjusted_weights_nb(window, base, 0.4, np.zeros(3), np.array([0.1, 0.1, 0.2]))
+    np.testing.assert_allclose(w, [0.25, 0.25, 0.5], rtol=1e-15)
+    # A zero-weight strategy receives the rest only once the others are at their caps.
+    w = project_to_bounds_nb(np.array([1.0, 0.0]), np.zeros(2), np.array([0.7, 1.0]))
+    np.testing.assert_allclose(w, [0.7, 0.3], rtol=1e-15)
+    w = project_to_bounds_nb(np.array([1.0, 0.0]), np.array([0.0, 0.1]), np.ones(2))
+    np.testing.assert_allclose(w, [0.9, 0.1], rtol=1e-15)
+
+
 # ----------------------------------------------------------------------------- validation
 
 
