@@ -6,7 +6,9 @@ Every per-close quantity is computed before the accounting pass, from data up to
    return and a confidence in [0, 1] (see each strategy's docstring). Each finite pair is one
    absolute view ``P = e_asset``, ``Q = expected return``.
 2. **Covariance** per close from past simple returns only (EWMA or rolling, shrunk toward the
-   diagonal so it stays positive definite, annualized; :mod:`portfolio.covariance`).
+   diagonal so it stays positive definite, annualized; :mod:`portfolio.covariance`). An asset
+   takes part at a close once it has ``min_history`` returns and an annualized volatility of at
+   least 1% (a stale quote would look riskless to the optimizer).
 3. **Regime clarity** per close: a causal two-state Gaussian HMM on the market series (the
    S&P 500 index by default), forward-filtered only (:mod:`portfolio.regime`), or a user series.
 4. **Black-Litterman** (He and Litterman 1999): ``pi = delta * Sigma @ w_mkt`` (market weights
@@ -14,7 +16,8 @@ Every per-close quantity is computed before the accounting pass, from data up to
    ``Omega_kk = tau * Sigma_aa / (confidence_k * clarity + eps)``; posterior ``mu_BL``,
    ``Sigma_BL`` and each view's contribution ``K[:, k] * (Q_k - (P pi)_k)``, which add up
    exactly to ``mu_BL - pi``.
-5. **Optimizer**: ``min 0.5 w' Sigma_BL w - lambda mu_BL' w`` under the box, budget, gross
+5. **Optimizer**: ``min 0.5 w' Sigma_BL w - lambda mu_BL' w`` with ``lambda = 1 / gamma``
+   (``optimizer.risk_aversion``) under the box, budget, gross
    leverage and optional return target (:mod:`portfolio.portfolio_optimizer`, the jitted solver,
    warm-started from the previous close; a close where it does not converge is re-solved with
    SLSQP and a warning is logged).
@@ -79,6 +82,8 @@ BL_ACCOUNT = "black_litterman"
 EQUILIBRIUM = "equilibrium"
 #: Keeps Omega finite when confidence * clarity is 0 (then the view is ignored in effect).
 VIEW_EPS = 1e-8
+#: Annualized variance below which an asset is treated as a stale quote (1% volatility).
+MIN_VARIANCE = 1e-4
 _SOLVER_TOL = 1e-10
 _SOLVER_MAX_ITER = 20_000
 
@@ -177,7 +182,7 @@ def bl_close_nb(
     for v in range(nv):
         p[v, view_asset[v]] = 1.0
     mu, sigma_bl, contrib = bl_posterior_nb(
-        pi, sig, p, view_q[:nv].copy(), view_om[:nv].copy(), tau
+        pi, sig, p, view_q[:nv].copy(), np.diag(view_om[:nv]), tau
     )
     for i in range(n):
         out_mu[t, idx[i]] = mu[i]
@@ -436,8 +441,15 @@ def black_litterman_targets(
     opt = engine.optimizer_settings
     returns = panel.returns().to_numpy(dtype=np.float64)
     cov = _covariance(engine, returns)
-    valid = np.isfinite(cov).all(axis=2) & np.isfinite(panel.values())
-    # An asset's covariance row is usable only from its first full history on.
+    # An asset is optimizable at a close when it is listed, its covariance row exists (enough
+    # history) and it actually moved: a stale quote with near-zero variance would look riskless
+    # to the optimizer (and make the view system numerically singular).
+    variances = np.einsum("taa->ta", cov)
+    valid = (
+        np.isfinite(cov).all(axis=2)
+        & np.isfinite(panel.values())
+        & (np.nan_to_num(variances, nan=0.0) > MIN_VARIANCE)
+    )
     clarity = regime_clarity_path(engine)
     er, conf = _views(engine)
     mkt = np.full(panel.n_assets, np.nan)
@@ -466,7 +478,7 @@ def black_litterman_targets(
     out_contrib = np.zeros((n_t, n_k, n_a))
     out_ok = np.zeros(n_t, dtype=bool)
     w_prev = np.zeros(n_a)
-    slsqp = PortfolioOptimizer(constraints, risk_aversion=opt.risk_aversion, solver="slsqp")
+    slsqp = PortfolioOptimizer(constraints, return_weight=1.0 / opt.risk_aversion, solver="slsqp")
     args = (cov, valid, er, conf, clarity, mkt, bl.risk_aversion, bl.tau)
     n_fallback = 0
 
@@ -498,7 +510,7 @@ def black_litterman_targets(
             t = 0
             while t < n_t:
                 failed = bl_candidates_nb(
-                    *args, opt.risk_aversion, lo, hi, budget, opt.max_leverage, target, t,
+                    *args, 1.0 / opt.risk_aversion, lo, hi, budget, opt.max_leverage, target, t,
                     w_prev, out_w, out_mu, out_pi, out_contrib, out_ok,
                 )  # fmt: skip
                 if failed < 0:

@@ -531,7 +531,10 @@ class OptimizerSettings:
         If true, a negative ``min_weight`` is raised to 0 at construction (so the stored
         ``min_weight`` is what the optimizer uses).
     risk_aversion : float
-        λ (> 0).
+        γ (> 0), the classical risk aversion of ``max μ'w - (γ/2) w'Σw``; the optimizer's
+        return weight is ``λ = 1/γ`` in ``min 0.5 w'Σw - λ μ'w``. The default 2.5 equals the
+        Black-Litterman ``risk_aversion`` δ, so with no views and loose constraints the
+        optimizer holds the market portfolio (``w = (δΣ)^-1 π = w_mkt``).
     solver : {"fast", "slsqp"}
         Solver implementation.
     budget : float or None
@@ -543,7 +546,7 @@ class OptimizerSettings:
     max_leverage: float = 3.0
     target_return: float | None = None
     long_only: bool = False
-    risk_aversion: float = 1.0
+    risk_aversion: float = 2.5
     solver: str = "fast"
     budget: float | None = 1.0
 

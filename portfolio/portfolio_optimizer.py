@@ -4,7 +4,7 @@ The problem
 -----------
 For expected returns ``mu`` (shape ``(n,)``, decimal returns per period), a covariance matrix
 ``Sigma`` (shape ``(n, n)``, symmetric positive semidefinite, same period) and a return weight
-``lam >= 0`` (:attr:`PortfolioOptimizer.risk_aversion`), the optimizer solves::
+``lam >= 0`` (:attr:`PortfolioOptimizer.return_weight`), the optimizer solves::
 
     minimize    f(w) = 0.5 * w' Sigma w - lam * mu' w
     subject to  lo_i <= w_i <= hi_i                  (box: min_weight / max_weight)
@@ -13,8 +13,8 @@ For expected returns ``mu`` (shape ``(n,)``, decimal returns per period), a cova
                 mu' w >= target_return               (only when target_return is not None)
 
 Weights are fractions of equity. ``lam`` multiplies the *return* term, exactly as in the
-formula above, so a larger ``risk_aversion`` gives a more return-seeking portfolio and
-``risk_aversion=0`` gives the minimum-variance portfolio; the classical ``max mu'w - (d/2) w'Sigma
+formula above (hence the name ``return_weight``): a larger value gives a more return-seeking
+portfolio and 0 gives the minimum-variance portfolio; the classical ``max mu'w - (d/2) w'Sigma
 w`` with risk aversion ``d`` is the same problem with ``lam = 1 / d``.
 
 **Budget.** ``budget`` is the *net* exposure ``sum(w)`` the optimizer must meet exactly: 1.0 is
@@ -43,7 +43,8 @@ dropped the weights are the variables directly.
 
 ``solver="fast"`` (:func:`solve_fast`, ``@njit``): FISTA, the accelerated projected gradient
 method of Beck & Teboulle (2009, SIAM J. Imaging Sci. 2(1)) with the gradient-based adaptive
-restart of O'Donoghue & Candès (2015, Found. Comput. Math. 15), step ``1 / lambda_max(Sigma)``.
+restart of O'Donoghue & Candès (2015, Found. Comput. Math. 15), step ``1 / lambda_max(Sigma)``
+(from ``eigvalsh``, which also rejects an indefinite ``Sigma``).
 It stops when the projected-gradient step ``max_i |x_{k+1, i} - y_{k, i}|`` is at most ``tol``
 (weight units) and reports ``converged=False`` after ``max_iter`` steps.
 
@@ -57,8 +58,9 @@ minimizes ``0.5 ||w - z||^2`` over ``C``. With a multiplier ``nu`` for the budge
 
 ``sum_i w_i(nu, theta)`` is continuous, piecewise linear and non-increasing in ``nu``, so for
 each ``theta`` the budget multiplier ``nu(theta)`` is its root (bracketed by
-``min(z - hi) - theta`` and ``max(z - lo) + theta``). ``g(theta) = sum|w_i(nu(theta), theta)|`` is
-the derivative of the concave dual in ``theta`` plus ``L``, hence non-increasing; if ``g(0) <= L``
+``min(z - hi) - theta`` and ``max(z - lo) + theta``). With ``g(theta) = sum|w_i(nu(theta),
+theta)|``, ``g(theta) - L`` is the derivative of the concave dual in ``theta``, so ``g`` is
+non-increasing; if ``g(0) <= L``
 the cap is inactive (``theta = 0``), otherwise ``theta > 0`` is the root of ``g(theta) = L``
 (complementary slackness). Both roots are found by Newton steps on these piecewise-linear
 functions with exact slopes (``-#free`` for ``nu``; ``(sum_F s_i)^2 / |F| - |F|`` for ``theta``,
@@ -71,13 +73,16 @@ side of the cap.
 ``lam + eta`` has ``mu'w(eta)`` non-decreasing in ``eta >= 0``; if ``mu'w(0) < target`` the
 multiplier is bracketed by growing ``eta`` and found by Illinois regula falsi (``mu'w(eta)`` is
 piecewise linear for the parametric QP), each inner solve warm-started from the previous one.
-The returned weights are those of the bracket end with ``mu'w >= target``, within ``1e-9``.
+The returned weights are those of the bracket end with ``mu'w >= target``, within ``1e-9``. With
+a singular covariance ``mu'w(eta)`` can jump at the multiplier ``eta*``; once the bracket has
+collapsed onto it, both ends minimize the Lagrangian at ``eta*`` and so does their convex
+combination that meets the target exactly, which is then returned.
 
 *Warm start.* :meth:`PortfolioOptimizer.optimize` / :meth:`~PortfolioOptimizer.optimize_array`
 take ``warm_start=w_prev``; without it the optimizer starts from its last solution for the same
 instrument tuple (``optimize``, or ``optimize_array(..., instrument_names=...)``) or else for
-the same number of assets (unnamed ``optimize_array``), so a
-per-close loop warm-starts from the previous close automatically. The start point only changes
+the same number of assets (unnamed ``optimize_array``), so a per-close loop warm-starts from the
+previous close automatically. The start point only changes
 the number of iterations, never the solution beyond ``tol``. :meth:`~PortfolioOptimizer.reset`
 forgets it.
 
@@ -155,9 +160,13 @@ _TARGET_SLACK = 1e-9
 # ============================================================================================
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _matvec_nb(a: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    """``out = a @ x`` for a square ``a`` (plain loops: no BLAS threads for small n)."""
+    """``out = a @ x`` for a square ``a`` (plain loops: no BLAS threads for small n).
+
+    Reassociation lets LLVM vectorize the dot products (4-7x faster here); it changes only the
+    rounding of each sum, never the algorithm.
+    """
     n = x.shape[0]
     for i in range(n):
         s = 0.0
@@ -490,13 +499,14 @@ def solve_fast_status(
     # Bracket the return multiplier eta: g(eta) = mu'w(eta) - target, g(eta_a) < 0 <= g(eta_b).
     eta_a = 0.0
     g_a = ret - target_return
+    x_a = x
     eta_b = max(lam, 1.0)
     g_b = -1.0
     x_b = x
     found = False
     for _ in range(80):
         c = (lam + eta_b) * mu
-        x_b, conv, it = _fista_nb(sigma, c, lo, hi, budget, cap, x, step, tol, max_iter, state)
+        x_b, conv, it = _fista_nb(sigma, c, lo, hi, budget, cap, x_a, step, tol, max_iter, state)
         iters += it
         if not conv:
             return x_b, FAST_STATUS_MAX_ITER, iters
@@ -508,16 +518,19 @@ def solve_fast_status(
             break
         eta_a = eta_b
         g_a = g_b
-        x = x_b
+        x_a = x_b
         eta_b *= 4.0
     if not found:
         return x_b, FAST_STATUS_TARGET_FAILED, iters
     if g_b <= slack:
         return x_b, FAST_STATUS_CONVERGED, iters
+    # Illinois regula falsi; wa / wb are the (possibly halved) weights of the secant.
+    wa = g_a
+    wb = g_b
     side = 0
     x_m = x_b
     for _ in range(200):
-        eta = eta_a - g_a * (eta_b - eta_a) / (g_b - g_a)
+        eta = eta_a - wa * (eta_b - eta_a) / (wb - wa)
         if not (eta_a < eta < eta_b):
             eta = 0.5 * (eta_a + eta_b)
         c = (lam + eta) * mu
@@ -529,22 +542,29 @@ def solve_fast_status(
         for i in range(n):
             g_m += mu[i] * x_m[i]
         if g_m >= 0.0:
-            eta_b = eta
-            g_b = g_m
-            x_b = x_m
+            eta_b, g_b, wb, x_b = eta, g_m, g_m, x_m
             if g_b <= slack:
                 return x_b, FAST_STATUS_CONVERGED, iters
             if side == 1:
-                g_a *= 0.5  # Illinois: halve the stale end so the bracket shrinks from both sides
+                wa *= 0.5  # Illinois: halve the stale end so the bracket shrinks from both sides
             side = 1
         else:
-            eta_a = eta
-            g_a = g_m
+            eta_a, g_a, wa, x_a = eta, g_m, g_m, x_m
             if side == -1:
-                g_b *= 0.5
+                wb *= 0.5
             side = -1
-        if eta_b - eta_a <= 1e-15 * eta_b:
+        if eta_b - eta_a <= 1e-13 * eta_b:
             break
+    # The bracket has collapsed onto eta* but mu'w(eta) jumps there (a singular covariance makes
+    # the minimizer set of the Lagrangian at eta* a segment). Both ends minimize that Lagrangian,
+    # so does every convex combination of them, and the one meeting the target exactly is the
+    # constrained optimum (and feasible, C being convex).
+    if eta_b - eta_a <= 1e-13 * eta_b:
+        alpha = -g_a / (g_b - g_a)
+        x = np.empty(n)
+        for i in range(n):
+            x[i] = x_a[i] + alpha * (x_b[i] - x_a[i])
+        return x, FAST_STATUS_CONVERGED, iters
     return x_b, FAST_STATUS_TARGET_FAILED, iters
 
 
@@ -1036,7 +1056,7 @@ class PortfolioOptimizer:
     ----------
     constraints : OptimizationConstraints or None
         ``None`` uses the defaults of :class:`OptimizationConstraints`.
-    risk_aversion : float
+    return_weight : float
         ``lam >= 0`` in ``0.5 w'Sigma w - lam mu'w`` (it weights the *return* term; see the
         module docstring).
     solver : {"fast", "slsqp"}
@@ -1058,7 +1078,7 @@ class PortfolioOptimizer:
     def __init__(
         self,
         constraints: OptimizationConstraints | None = None,
-        risk_aversion: float = 1.0,
+        return_weight: float = 1.0,
         solver: Literal["fast", "slsqp"] = "fast",
         tol: float = 1e-10,
         max_iter: int = 10_000,
@@ -1069,9 +1089,9 @@ class PortfolioOptimizer:
             raise OptimizationError(
                 f"constraints must be an OptimizationConstraints, got {type(constraints).__name__}"
             )
-        if not _is_real(risk_aversion) or not math.isfinite(risk_aversion) or risk_aversion < 0:
+        if not _is_real(return_weight) or not math.isfinite(return_weight) or return_weight < 0:
             raise OptimizationError(
-                f"risk_aversion must be a finite number >= 0, got {risk_aversion!r}"
+                f"return_weight must be a finite number >= 0, got {return_weight!r}"
             )
         if solver not in ("fast", "slsqp"):
             raise OptimizationError(f"solver must be 'fast' or 'slsqp', got {solver!r}")
@@ -1080,7 +1100,7 @@ class PortfolioOptimizer:
         if not isinstance(max_iter, numbers.Integral) or isinstance(max_iter, bool) or max_iter < 1:
             raise OptimizationError(f"max_iter must be an integer >= 1, got {max_iter!r}")
         self.constraints: OptimizationConstraints = constraints
-        self.risk_aversion: float = float(risk_aversion)
+        self.return_weight: float = float(return_weight)
         self.solver: Literal["fast", "slsqp"] = solver
         self.tol: float = float(tol)
         self.max_iter: int = int(max_iter)
@@ -1188,7 +1208,7 @@ class PortfolioOptimizer:
             w, status, iters = solve_fast_status(
                 mu,
                 sigma,
-                self.risk_aversion,
+                self.return_weight,
                 lo_r,
                 hi_r,
                 math.nan if c.budget is None else float(c.budget),
@@ -1230,7 +1250,7 @@ class PortfolioOptimizer:
         w, ok, msg = _slsqp_impl(
             mu,
             sigma,
-            self.risk_aversion,
+            self.return_weight,
             lo,
             hi,
             c.budget,

@@ -13,6 +13,7 @@ The one library function it reuses is :func:`portfolio.risk_adjusted.risk_adjust
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -83,7 +84,9 @@ def ref_buy_scale(notionals: list[float], costs: np.ndarray, budget: float) -> f
     def cash(k: float) -> float:
         return sum(n * k + max(cmin, b * n * k + f) + s * n * k for n in ns)
 
-    if not ns or cash(1.0) <= budget:
+    if not ns:  # an empty basket costs nothing; a negative budget fits nothing at all
+        return 1.0 if budget >= 0.0 else 0.0
+    if cash(1.0) <= budget:
         return 1.0
     kinks = set()
     if b > 0.0 and cmin > f:
@@ -92,7 +95,7 @@ def ref_buy_scale(notionals: list[float], costs: np.ndarray, budget: float) -> f
             if 0.0 < k < 1.0:
                 kinks.add(k)
     edges = [0.0, *sorted(kinks), 1.0]
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         if cash(hi) <= budget:
             continue
         mid = 0.5 * (lo + hi)
@@ -183,7 +186,7 @@ def ref_target_units(
     max_leverage: float,
     lot: float,
 ) -> list[float]:
-    """``round_to_lot(w * m * capital / p)`` with ``m`` capped so ``sum |w| * m <= max_leverage``."""
+    """``round_to_lot(w * m * capital / p)``, ``m`` capped so ``sum |w| * m <= max_leverage``."""
     gross = sum(abs(w) for w in weights)
     m = risk_multiplier
     if gross > 0.0 and gross * m > max_leverage:
@@ -390,7 +393,10 @@ def reference_simulate(
     last_w: list[list[float] | None] = [None] * n_s
     pending: dict[int, _Order] = {}  # fill bar -> order decided lag bars before
 
-    rec_eq, rec_cash, rec_units, rec_sleeve = [], [], [], []
+    rec_eq: list[list[float]] = []
+    rec_cash: list[list[float]] = []
+    rec_units: list[list[float]] = []
+    rec_sleeve: list[list[list[float]]] = []
     traded = np.zeros((n_t, n_acc))
     comm = np.zeros((n_t, n_acc))
     slip = np.zeros((n_t, n_acc))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,12 +110,19 @@ def fw_gap(
     return float(g @ w - _lp_min(cost, mu, c, c.target_return))
 
 
+def singular_psd(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random positive semidefinite matrix of rank max(1, n // 3)."""
+    k = max(1, n // 3)
+    a = rng.normal(size=(n, k))
+    return a @ a.T / k * float(rng.choice([0.04, 1.0]))
+
+
 def random_problem(
-    seed: int, n: int
+    seed: int, n: int, cov: Callable[[np.random.Generator, int], np.ndarray] = random_spd
 ) -> tuple[np.ndarray, np.ndarray, float, OptimizationConstraints]:
     """A feasible random problem: SPD covariance, varied bounds, budget, leverage, target."""
     rng = np.random.default_rng(seed)
-    sigma = random_spd(rng, n)
+    sigma = cov(rng, n)
     mu = rng.normal(0.0, 0.1, n)
     lam = float(rng.choice([0.0, 0.5, 1.0, 5.0]))
     long_only = bool(rng.random() < 0.3)
@@ -184,7 +192,7 @@ def test_constraint_validation(kwargs: dict[str, object], match: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"risk_aversion": -1.0}, r"risk_aversion must be a finite number >= 0, got -1.0"),
+        ({"return_weight": -1.0}, r"return_weight must be a finite number >= 0, got -1.0"),
         ({"solver": "cvx"}, r"solver must be 'fast' or 'slsqp', got 'cvx'"),
         ({"tol": 0.0}, r"tol must be a number in \(0, 1\), got 0.0"),
         ({"max_iter": 0}, r"max_iter must be an integer >= 1, got 0"),
@@ -232,7 +240,7 @@ def test_kkt_box_budget_problem() -> None:
     mu, sigma = factor_problem(12, seed=5)
     c = OptimizationConstraints(-0.3, 0.3, 12 * 0.3, None, False, 1.0)  # cap implied
     for solver in ("fast", "slsqp"):
-        opt = PortfolioOptimizer(c, risk_aversion=2.0, solver=solver)
+        opt = PortfolioOptimizer(c, return_weight=2.0, solver=solver)
         w = opt.optimize_array(mu, sigma)
         assert_feasible(w, mu, c)
         g = sigma @ w - 2.0 * mu
@@ -254,7 +262,7 @@ def test_active_leverage_cap_optimality() -> None:
     lo, hi = c.bounds(15)
     rng = np.random.default_rng(7)
     for solver, gap_tol in (("fast", 1e-9), ("slsqp", 1e-6)):
-        opt = PortfolioOptimizer(c, risk_aversion=3.0, solver=solver)  # type: ignore[arg-type]
+        opt = PortfolioOptimizer(c, return_weight=3.0, solver=solver)  # type: ignore[arg-type]
         w = opt.optimize_array(mu, sigma)
         assert_feasible(w, mu, c)
         assert np.abs(w).sum() == pytest.approx(1.6, abs=1e-8)  # the cap is active
@@ -269,11 +277,11 @@ def test_active_leverage_cap_optimality() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 30))
-def test_fast_matches_slsqp(seed: int, n: int) -> None:
-    mu, sigma, lam, c = random_problem(seed, n)
-    fast = PortfolioOptimizer(c, risk_aversion=lam, solver="fast")
-    ref = PortfolioOptimizer(c, risk_aversion=lam, solver="slsqp")
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 30), singular=st.booleans())
+def test_fast_matches_slsqp(seed: int, n: int, singular: bool) -> None:
+    mu, sigma, lam, c = random_problem(seed, n, cov=singular_psd if singular else random_spd)
+    fast = PortfolioOptimizer(c, return_weight=lam, solver="fast")
+    ref = PortfolioOptimizer(c, return_weight=lam, solver="slsqp")
     wf = fast.optimize_array(mu, sigma)
     ws = ref.optimize_array(mu, sigma)
     assert fast.last_solver == "fast"
@@ -295,6 +303,26 @@ def test_random_problems_certified() -> None:
         assert_feasible(ws, mu, c)
         assert fw_gap(wf, mu, sigma, lam, c) <= 1e-8
         assert fw_gap(ws, mu, sigma, lam, c) <= 1e-6
+
+
+@pytest.mark.parametrize("seed", [257, 285, 310, 349, 353, 369])
+def test_singular_covariance_with_target(seed: int) -> None:
+    """Singular covariance: mu'w(eta) jumps at the target's multiplier; the fast solver must
+    still hit the target exactly (convex combination of the bracket ends), without fallback.
+    These seeds made the return-target loop fail before that step existed."""
+    mu, sigma, lam, c = random_problem(seed, 3 + seed % 28, cov=singular_psd)
+    assert c.target_return is not None
+    assert np.linalg.matrix_rank(sigma) < mu.size
+    opt = PortfolioOptimizer(c, lam)
+    w = opt.optimize_array(mu, sigma)
+    assert opt.last_solver == "fast"
+    assert_feasible(w, mu, c)
+    assert fw_gap(w, mu, sigma, lam, c) <= 1e-8
+    ws = PortfolioOptimizer(c, lam, "slsqp").optimize_array(mu, sigma)
+    assert (
+        abs(portfolio_objective(w, mu, sigma, lam) - portfolio_objective(ws, mu, sigma, lam))
+        <= 1e-6
+    )
 
 
 def test_target_return_binds() -> None:
@@ -331,6 +359,21 @@ def test_redundant_cap_two_assets_analytic() -> None:
     for solver in ("fast", "slsqp"):
         w = PortfolioOptimizer(c, lam, solver).optimize_array(mu, sigma)
         np.testing.assert_allclose(w, expected, rtol=0, atol=1e-8)
+
+
+def test_gross_cap_dropped_only_when_implied() -> None:
+    lo, hi = np.full(10, -0.1), np.full(10, 0.2)
+    assert _reduce_problem(lo, hi, 1.0, 2.0)[2] == math.inf  # max(|lo|, |hi|) * n = 2 <= 2
+    assert _reduce_problem(lo, hi, 1.0, 1.5)[2] == 1.5
+    zero, one = np.zeros(4), np.ones(4)
+    assert _reduce_problem(zero, one, 1.0, 1.0)[2] == math.inf  # long-only, budget <= cap
+    assert _reduce_problem(zero, one, 0.5, 1.0)[2] == math.inf
+    assert _reduce_problem(zero, one, None, 1.0)[2] == 1.0  # no budget: sum w is free
+    # |budget| == cap forces the sign of every weight and then drops the cap.
+    lo2, hi2, cap = _reduce_problem(np.full(4, -0.5), np.full(4, 0.5), -1.0, 1.0)
+    assert cap == math.inf
+    np.testing.assert_array_equal(lo2, np.full(4, -0.5))
+    np.testing.assert_array_equal(hi2, np.zeros(4))
 
 
 def test_redundant_cap_three_assets_brute_force() -> None:
