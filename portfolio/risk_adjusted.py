@@ -50,7 +50,11 @@ _SCORE_CLIP = 3.0
 _SUM_TOL = 1e-12
 
 
-@njit(cache=True)
+# Not cached on its own: it is compiled into (and cached with) its jitted callers. A separately
+# cached copy of this nested, array-returning callee came back from numba's cache without its
+# Python wrapper after the backtest pass had loaded ("NRT_adapt_ndarray_to_python: descr is
+# NULL", numba 0.68), so Python calls compile it fresh once per process instead.
+@njit
 def strategy_scores_nb(returns_window: np.ndarray) -> np.ndarray:
     """Tilt score ``z_i - p_i`` of each strategy (steps 1-4 of the module docstring).
 
@@ -134,7 +138,7 @@ def _bounded_sum_nb(lam: float, t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -
     return total
 
 
-@njit(cache=True)
+@njit  # not cached on its own, see strategy_scores_nb
 def project_to_bounds_nb(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Weights ``clip(lambda * t, lo, hi)`` summing to 1 (step 6 of the module docstring).
 

@@ -651,6 +651,10 @@ def test_f_zero_target_weight_sleeve() -> None:
     # Sleeve 1 has allocation weight 0: target capital 0, drift absolute (current / E) = 0,
     # never any capital, its signals size to zero units, and no NaN anywhere even on
     # calendar rebalances (no division by its zero target).
+    # Inside the pass a zero-target sleeve starts at 0 and is never given capital, so
+    # "capital moves out of it" is tested on the shared step directly
+    # (test_rebalance_step.test_zero_target_sleeve_moves_all_capital_out) and through the
+    # live Rebalancer (test_rebalancer.test_plan_zero_weight_sleeve_moves_out).
     prices = np.array([[100.0, 50.0], [120.0, 40.0], [90.0, 60.0], [95.0, 55.0]])
     w, has = _one_signal(
         2, 4, 2, {(0, 0): [0.5, 0.5], (1, 0): [0.5, 0.5], (1, 2): [1.0, 0.0], (0, 2): [1.0, 0.0]}
