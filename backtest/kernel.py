@@ -165,6 +165,45 @@ def _push_event(
 
 
 @njit(cache=True)
+def _fill_step_nb(
+    p: np.ndarray,
+    units: np.ndarray,
+    cash: np.ndarray,
+    eq: np.ndarray,
+    target: np.ndarray,
+    active: np.ndarray,
+    transfer: np.ndarray,
+    costs: np.ndarray,
+    min_trade_value: float,
+    lot_size: float,
+    max_leverage: float,
+    netting: bool,
+    t: int,
+    rec: np.ndarray,
+    n_rec: int,
+    q: np.ndarray,
+    eff_t: np.ndarray,
+    traded_row: np.ndarray,
+    comm_row: np.ndarray,
+    slip_row: np.ndarray,
+    flow_row: np.ndarray,
+    saved_out: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Plan and execute one rebalance step at bar ``t``; accumulate its flows and savings."""
+    plan_fills_nb(
+        p, units, cash, eq, target, active, transfer, costs, min_trade_value, lot_size,
+        max_leverage, q, eff_t,
+    )  # fmt: skip
+    rec, n_rec, saved = execute_fills_nb(
+        p, units, cash, q, eff_t, costs, netting, t, rec, n_rec, traded_row, comm_row, slip_row
+    )
+    saved_out[t] += saved
+    for s in range(eff_t.shape[0]):
+        flow_row[s] += eff_t[s]
+    return rec, n_rec
+
+
+@njit(cache=True)
 def simulate_nb(
     prices: np.ndarray,
     weights: np.ndarray,
@@ -296,17 +335,12 @@ def simulate_nb(
             slot = t % n_slots
             if pend_has[slot]:
                 _mark_nb(p, units, cash, eq)
-                plan_fills_nb(
+                rec, n_rec = _fill_step_nb(
                     p, units, cash, eq, pend_target[slot], pend_active[slot],
-                    pend_transfer[slot], costs, min_trade_value, lot_size, max_leverage, q, eff_t,
+                    pend_transfer[slot], costs, min_trade_value, lot_size, max_leverage, netting,
+                    t, rec, n_rec, q, eff_t, out_traded[t], out_comm[t], out_slip[t],
+                    out_flow[t], out_saved,
                 )  # fmt: skip
-                rec, n_rec, saved = execute_fills_nb(
-                    p, units, cash, q, eff_t, costs, netting, t, rec, n_rec,
-                    out_traded[t], out_comm[t], out_slip[t],
-                )  # fmt: skip
-                out_saved[t] += saved
-                for s in range(n_acc):
-                    out_flow[t, s] += eff_t[s]
                 pend_has[slot] = False
                 if pend_portfolio[slot]:
                     pend_portfolio[slot] = False
@@ -397,17 +431,11 @@ def simulate_nb(
 
         if any_order:
             if lag == 0:
-                plan_fills_nb(
+                rec, n_rec = _fill_step_nb(
                     p, units, cash, eq, dec_target, dec_active, dec_transfer, costs,
-                    min_trade_value, lot_size, max_leverage, q, eff_t,
+                    min_trade_value, lot_size, max_leverage, netting, t, rec, n_rec, q, eff_t,
+                    out_traded[t], out_comm[t], out_slip[t], out_flow[t], out_saved,
                 )  # fmt: skip
-                rec, n_rec, saved = execute_fills_nb(
-                    p, units, cash, q, eff_t, costs, netting, t, rec, n_rec,
-                    out_traded[t], out_comm[t], out_slip[t],
-                )  # fmt: skip
-                out_saved[t] += saved
-                for s in range(n_acc):
-                    out_flow[t, s] += eff_t[s]
                 _mark_nb(p, units, cash, eq)
             elif t + lag < n_t:
                 slot = (t + lag) % n_slots

@@ -447,7 +447,7 @@ def _posterior_core(
     om = np.diag(omega) if omega.ndim == 1 else omega
     om = np.ascontiguousarray(om, dtype=np.float64).reshape(q.shape[0], q.shape[0])
     try:
-        return bl_posterior_nb(pi, sigma, p, q, om, float(tau))  # type: ignore[no-any-return]
+        return bl_posterior_nb(pi, sigma, p, q, om, float(tau))
     except np.linalg.LinAlgError as exc:
         raise OptimizationError(
             "P tau Sigma P' + Omega is not positive definite (a view portfolio with zero "

@@ -203,7 +203,7 @@ def _forward_nb(
 
 
 @njit(cache=True)
-def _baum_welch_nb(  # noqa: PLR0917 (numba kernels take positional arguments only)
+def _baum_welch_nb(
     x: np.ndarray,
     start_prob: np.ndarray,
     trans: np.ndarray,

@@ -289,7 +289,7 @@ def test_accounting_identities(kw: dict[str, Any]) -> None:
     held = np.einsum("tka,ta->tk", out.sleeve_units, px)
     assert np.all(np.abs(out.cash + held - out.equity) <= tol[:, None])
     assert np.all(np.abs(out.cash.sum(axis=1) + (out.units * px).sum(axis=1) - book) <= tol)
-    np.testing.assert_array_equal(out.units, out.sleeve_units.sum(axis=1))
+    np.testing.assert_allclose(out.units, out.sleeve_units.sum(axis=1), rtol=1e-14, atol=0.0)
 
     # self-financing: an account's equity moves by its holdings' P&L, minus its costs, plus
     # the capital transferred in; transfers between accounts sum to zero
