@@ -22,8 +22,11 @@ The clock, per bar ``t`` (prices are closes):
      last account, index ``S``).
 
    Target units are sized with the decision close and frozen; with ``lag == 0`` they fill at
-   the same close, otherwise at the close of ``t + lag``. While a portfolio-level rebalance is in
-   flight (possible when ``lag >= 2``) no new one is started, so transfers never double.
+   the same close, otherwise at the close of ``t + lag``. With ``lag >= 2`` decisions can overlap
+   orders still in flight: no portfolio-level rebalance starts while another is in flight (so
+   transfers never double), a capital rebalance resizes the holdings a sleeve will have once its
+   pending orders fill, and a signal is sized on the sleeve's equity plus the capital on its way
+   in.
 4. **Record** end-of-bar equity, cash and units.
 """
 
@@ -317,6 +320,12 @@ def simulate_nb(
     pend_has = np.zeros(n_slots, dtype=np.bool_)
     pend_portfolio = np.zeros(n_slots, dtype=np.bool_)
     n_portfolio_pending = 0
+    # What is already decided but not filled (only with lag >= 2): the latest pending target of
+    # each account and the capital on its way in, so that a new decision builds on them instead
+    # of undoing a pending signal or sizing on equity from before a transfer.
+    latest_target = np.zeros((n_acc, n_a))
+    latest_slot = np.full(n_acc, -1, dtype=np.int64)
+    pending_in = np.zeros(n_acc)
 
     q = np.zeros((n_acc, n_a))
     eff_t = np.zeros(n_acc)
@@ -342,9 +351,15 @@ def simulate_nb(
                     out_flow[t], out_saved,
                 )  # fmt: skip
                 pend_has[slot] = False
+                for s in range(n_acc):
+                    if latest_slot[s] == slot:
+                        latest_slot[s] = -1
+                    pending_in[s] -= pend_transfer[slot, s]
                 if pend_portfolio[slot]:
                     pend_portfolio[slot] = False
                     n_portfolio_pending -= 1
+                    if n_portfolio_pending == 0:
+                        pending_in[:] = 0.0
 
         # 2. mark to the close of t
         _mark_nb(p, units, cash, eq)
@@ -409,18 +424,18 @@ def simulate_nb(
                     )
                     for a in range(n_a):
                         dec_target[s, a] = tgt_units[a]
-                elif eq[s] > 0.0:
-                    ratio = cap / eq[s]
-                    for a in range(n_a):
-                        dec_target[s, a] = round_to_lot_nb(units[s, a] * ratio, lot_size)
                 else:
+                    # Resize the holdings the sleeve will have once pending orders fill.
+                    base = latest_target[s] if latest_slot[s] >= 0 else units[s]
+                    ratio = cap / eq[s] if eq[s] > 0.0 else 1.0
                     for a in range(n_a):
-                        dec_target[s, a] = units[s, a]
+                        dec_target[s, a] = round_to_lot_nb(base[a] * ratio, lot_size)
                 any_order = True
             elif signal:
                 sleeve_target_units_nb(
-                    last_w[s], eq[s], p, risk_multiplier[s], max_leverage, lot_size, tgt_units
-                )
+                    last_w[s], eq[s] + pending_in[s], p, risk_multiplier[s], max_leverage,
+                    lot_size, tgt_units,
+                )  # fmt: skip
                 for a in range(n_a):
                     dec_target[s, a] = tgt_units[a]
                 dec_active[s] = True
@@ -443,6 +458,11 @@ def simulate_nb(
                 pend_active[slot, :] = dec_active
                 pend_transfer[slot, :] = dec_transfer
                 pend_has[slot] = True
+                for s in range(n_acc):
+                    if dec_active[s]:
+                        latest_target[s, :] = dec_target[s]
+                        latest_slot[s] = slot
+                    pending_in[s] += dec_transfer[s]
                 if fire_reason >= 0:
                     pend_portfolio[slot] = True
                     n_portfolio_pending += 1

@@ -428,4 +428,9 @@ def test_runner_cold_subprocess(tmp_path: Path) -> None:
         )  # fmt: skip
         cold_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr
-    print(f"\n[engine bench] runner cold (empty NUMBA_CACHE_DIR, subprocess) {cold_s:.2f} s")
+    assert (tmp_path / "out").is_dir()
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    print(
+        f"\n[engine bench] runner cold (empty NUMBA_CACHE_DIR, subprocess) {cold_s:.2f} s "
+        f"wall incl. interpreter start and imports; runner says: {last!r}"
+    )

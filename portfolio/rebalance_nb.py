@@ -4,7 +4,8 @@ Everything that turns *target units* into *fills* lives here, once:
 
 1. **Orders.** For every active sleeve ``s`` and tradable asset ``a`` the raw order is
    ``d = target[s, a] - units[s, a]`` (targets are already lot-rounded). Orders whose notional
-   ``|d| * price`` is below ``min_trade_value`` are dropped.
+   ``|d| * price`` is below ``min_trade_value`` are dropped, and so is floating-point dust
+   (``|d| <= 1e-9 * max(|target|, |units|)``).
 2. **Sells before buys.** Sell proceeds net of the sleeve's *standalone* costs are credited first.
 3. **Capital transfers** between sleeves (portfolio-level rebalancing) are applied next. A
    negative transfer never takes a sleeve's cash below zero: it is clipped, and the positive
@@ -61,6 +62,8 @@ TRADE_FIELDS = (
     "netted",
 )
 _N_TRADE_FIELDS = 9
+#: Relative size below which an order is floating-point dust and is dropped.
+_DUST = 1e-9
 
 
 @njit(cache=True)
@@ -161,7 +164,8 @@ def sleeve_target_units_nb(
     """
     gross = 0.0
     for a in range(weights.shape[0]):
-        gross += abs(weights[a])
+        if np.isfinite(prices[a]) and prices[a] > 0.0:  # only what can actually be bought
+            gross += abs(weights[a])
     m = risk_multiplier
     if gross * m > max_leverage and gross > 0.0:
         m = max_leverage / gross
@@ -227,7 +231,11 @@ def plan_fills_nb(
             if not (np.isfinite(p) and p > 0.0):
                 continue
             d = target[s, a] - units[s, a]
-            if d == 0.0 or abs(d) * p < min_trade_value:
+            # Dust: a difference at the level of floating-point noise is not an order (with
+            # fractional units and no minimum it would still pay a minimum commission).
+            if abs(d) <= _DUST * max(abs(target[s, a]), abs(units[s, a])):
+                continue
+            if abs(d) * p < min_trade_value:
                 continue
             q[s, a] = d
             if d < 0.0:
