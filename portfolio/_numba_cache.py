@@ -51,5 +51,5 @@ def configure_numba_cache() -> Path | None:
         return None
     import numba
 
-    numba.config.CACHE_DIR = str(folder)
+    numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]
     return folder
