@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from portfolio.allocation import allocate_capital, drift_nb
+from portfolio.allocation import allocate_capital, allocate_capital_into, drift_into_nb
 from portfolio.position_sizer import round_to_lot_nb
 from portfolio.rebalance_nb import execute_fills_nb, plan_fills_nb, sleeve_target_units_nb
 from portfolio.risk_adjusted import risk_adjusted_weights_nb
@@ -140,15 +140,19 @@ def check_bars_nb(timestamps_ns: np.ndarray, every_ns: int) -> np.ndarray:
 
 @njit(cache=True)
 def _mark_nb(prices_t: np.ndarray, units: np.ndarray, cash: np.ndarray, equity: np.ndarray) -> None:
-    """Equity per account = cash + sum(units * price), NaN prices (unlisted) valued at zero."""
-    n_s, n_a = units.shape
-    for s in range(n_s):
+    """Equity per account = cash + sum(units * price), NaN prices (unlisted) valued at zero.
+
+    The last account is the cash-only reserve: its equity is its cash.
+    """
+    n_acc, n_a = units.shape
+    for s in range(n_acc - 1):
         v = cash[s]
         for a in range(n_a):
             u = units[s, a]
             if u != 0.0:
                 v += u * prices_t[a]
         equity[s] = v
+    equity[n_acc - 1] = cash[n_acc - 1]
 
 
 @njit(cache=True)
@@ -307,7 +311,8 @@ def simulate_nb(
     out_flow = np.zeros((n_t, n_acc))
     out_drift = np.zeros((n_t, n_s))
 
-    rec = np.empty((64, 9))
+    # Room for ~64 full rebalances up front; np.empty leaves untouched pages unallocated.
+    rec = np.empty((64 * n_acc * n_a + 64, 9))
     n_rec = 0
     events = np.empty((64, _N_EVENT_FIELDS), dtype=np.int64)
     n_ev = 0
@@ -389,16 +394,14 @@ def simulate_nb(
                 rets[:n_win], base_w, ra_sensitivity,
                 min_capital / max(total, 1e-300), max_capital / max(total, 1e-300),
             )  # fmt: skip
-        targets, unalloc = allocate_capital(total, w_now, min_capital, max_capital)
-        for s in range(n_s):
-            cap_target[s] = targets[s]
-        cap_target[reserve] = unalloc
+        targets = cap_target[:n_s]
+        cap_target[reserve] = allocate_capital_into(total, w_now, min_capital, max_capital, targets)
 
         worst = 0.0
         if total > 0.0:
-            drift = drift_nb(eq[:n_s], targets, total, relative_band)
+            drift = out_drift[t]
+            drift_into_nb(eq[:n_s], targets, total, relative_band, drift)
             for s in range(n_s):
-                out_drift[t, s] = drift[s]
                 worst = max(worst, abs(drift[s]))
         fire_reason = -1
         if portfolio_rebalancing and n_portfolio_pending == 0 and total > 0.0:
@@ -472,11 +475,12 @@ def simulate_nb(
             out_eq[t, s] = eq[s]
             out_cash[t, s] = cash[s]
             out_target_cap[t, s] = cap_target[s]
-        for a in range(n_a):
-            tot_u = 0.0
-            for s in range(n_acc):
-                tot_u += units[s, a]
-            out_units[t, a] = tot_u
+        # Row by row (memory order); the reserve account never holds units.
+        row = out_units[t]
+        row[:] = units[0]
+        for s in range(1, n_s):
+            for a in range(n_a):
+                row[a] += units[s, a]
         if record_sleeve_units:
             out_sleeve_units[t, :, :] = units
 
@@ -489,7 +493,7 @@ def simulate_nb(
         out_comm,
         out_slip,
         out_saved,
-        rec[:n_rec].copy(),
+        rec[:n_rec],
         events[:n_ev].copy(),
         out_target_cap,
         out_flow,

@@ -46,9 +46,6 @@ __all__ = ["EngineSettings", "PortfolioBacktestEngine"]
 
 logger = logging.getLogger(__name__)
 
-#: Keep the per-sleeve units history only below this many numbers (memory guard).
-_MAX_SLEEVE_UNITS_CELLS = 50_000_000
-
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
@@ -336,7 +333,6 @@ class PortfolioBacktestEngine:
         else:
             cal = np.zeros(n_t, dtype=bool)
             chk = np.zeros(n_t, dtype=bool)
-        n_cells = weights.shape[0] * n_t * self.panel.n_assets
         ra = self.settings.risk_adjusted
         return simulate_nb(
             np.ascontiguousarray(self.panel.values()),
@@ -361,7 +357,7 @@ class PortfolioBacktestEngine:
             bool(ra.enabled and portfolio_rebalancing),
             int(ra.lookback_period_days),
             float(ra.adjustment_sensitivity),
-            n_cells < _MAX_SLEEVE_UNITS_CELLS,
+            False,  # per-account units are rebuilt from the trades when asked
         )
 
     def run(self) -> PortfolioBacktestResult:

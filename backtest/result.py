@@ -123,6 +123,8 @@ class PortfolioBacktestResult:
         Versions, hashes, dates, cost model: what is needed to reproduce the run.
     strategy_attribution : DataFrame or None
         ``black_litterman`` mode: per close, each strategy's share of the book's weight.
+    trade_records : ndarray, shape (n_trades, 9)
+        The pass's raw trade records (:data:`portfolio.rebalance_nb.TRADE_FIELDS`).
     """
 
     equity: pd.Series
@@ -144,7 +146,7 @@ class PortfolioBacktestResult:
     comparison: pd.DataFrame
     prices: pd.DataFrame
     manifest: dict[str, Any]
-    sleeve_units: np.ndarray = field(repr=False)
+    trade_records: np.ndarray = field(repr=False)
     snapshots_needs_rebalance: pd.Series = field(repr=False)
     strategy_attribution: pd.DataFrame | None = None
 
@@ -159,15 +161,21 @@ class PortfolioBacktestResult:
         return float(self.netting_saved.sum())
 
     def sleeve_positions(self, account: str) -> pd.DataFrame:
-        """Units per asset held by one account (a strategy id or ``unallocated``)."""
+        """Units per asset held by one account (a strategy id or ``unallocated``), end of bar.
+
+        Rebuilt from the account's fills (units only change through fills, at most one per
+        bar, asset and account), with the same additions in the same order as the pass, so it
+        equals the pass's own holdings exactly.
+        """
         names = list(self.allocations.columns)
         if account not in names:
             raise KeyError(f"unknown account {account!r}; have {names}")
-        if self.sleeve_units.shape[0] == 0:
-            raise ValueError("per-sleeve units were not recorded for this (large) run")
-        k = names.index(account)
+        rec = self.trade_records
+        mine = rec[rec[:, 1] == names.index(account)]
+        delta = np.zeros(self.positions.shape)
+        delta[mine[:, 0].astype(np.int64), mine[:, 2].astype(np.int64)] = mine[:, 3]
         return pd.DataFrame(
-            self.sleeve_units[:, k, :], index=self.positions.index, columns=self.positions.columns
+            np.cumsum(delta, axis=0), index=self.positions.index, columns=self.positions.columns
         )
 
     # ------------------------------------------------------------------ outputs
@@ -476,7 +484,7 @@ def build_result(
         comparison=comparison,
         prices=prices,
         manifest=manifest,
-        sleeve_units=out.sleeve_units,
+        trade_records=out.trades,
         snapshots_needs_rebalance=pd.Series(need, index=index),
         strategy_attribution=strategy_attribution,
     )

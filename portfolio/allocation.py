@@ -44,7 +44,14 @@ from numba import njit
 from portfolio.contracts import PortfolioConfig
 from portfolio.errors import ConfigError
 
-__all__ = ["UNALLOCATED", "AllocationCalculator", "allocate_capital", "drift_nb"]
+__all__ = [
+    "UNALLOCATED",
+    "AllocationCalculator",
+    "allocate_capital",
+    "allocate_capital_into",
+    "drift_into_nb",
+    "drift_nb",
+]
 
 #: Key of the cash no sleeve may hold (all positive-weight sleeves at their caps).
 UNALLOCATED = "__unallocated__"
@@ -92,10 +99,28 @@ def allocate_capital(
     with ``lam`` solved exactly on the linear piece of ``f(lam) = sum clip(lam * w, min, max)``
     that crosses ``E``, so it costs O(n^2) for n sleeves and never iterates to a tolerance.
     """
+    targets = np.zeros(weights.shape[0], dtype=np.float64)
+    unallocated = allocate_capital_into(equity, weights, min_cap, max_cap, targets)
+    return targets, unallocated
+
+
+@njit(cache=True)
+def allocate_capital_into(
+    equity: float,
+    weights: np.ndarray,
+    min_cap: np.ndarray,
+    max_cap: np.ndarray,
+    targets: np.ndarray,
+) -> float:
+    """:func:`allocate_capital` writing the targets into ``targets`` (shape (n,)).
+
+    The backtest pass calls this every bar, so it allocates nothing but its small sort buffer;
+    returns the unallocated capital. Same rule and arguments as :func:`allocate_capital`.
+    """
     n = weights.shape[0]
-    targets = np.zeros(n, dtype=np.float64)
+    targets[:] = 0.0
     if not equity > 0.0:  # also catches NaN
-        return targets, equity
+        return equity
 
     sum_min = 0.0
     for i in range(n):
@@ -104,7 +129,7 @@ def allocate_capital(
         scale = equity / sum_min
         for i in range(n):
             targets[i] = min_cap[i] * scale
-        return targets, 0.0
+        return 0.0
 
     # f(inf): positive-weight sleeves at their caps, zero-weight sleeves at their minimums.
     cap_total = 0.0
@@ -113,7 +138,7 @@ def allocate_capital(
     if equity >= cap_total:
         for i in range(n):
             targets[i] = max_cap[i] if weights[i] > 0.0 else min_cap[i]
-        return targets, equity - cap_total
+        return equity - cap_total
 
     # Breakpoints of f, sorted; find consecutive (lam_lo, lam_hi] with f(lam_lo) < E <= f(lam_hi).
     bps = np.empty(2 * n, dtype=np.float64)
@@ -143,7 +168,6 @@ def allocate_capital(
     # On that piece each sleeve is either clamped (at min or at max) throughout, or free.
     fixed = 0.0
     w_free = 0.0
-    free = np.zeros(n, dtype=np.bool_)
     for i in range(n):
         w = weights[i]
         if not w > 0.0:
@@ -153,22 +177,27 @@ def allocate_capital(
         elif min_cap[i] / w >= lam_hi:
             targets[i] = min_cap[i]
         else:
-            free[i] = True
+            targets[i] = np.nan  # free: set below
             w_free += w
             continue
         fixed += targets[i]
     if not w_free > 0.0:  # only reachable through rounding: keep the books balanced
-        return targets, equity - fixed
+        for i in range(n):
+            if np.isnan(targets[i]):
+                targets[i] = 0.0
+        return equity - fixed
     lam = (equity - fixed) / w_free
     for i in range(n):
-        if free[i]:
+        if np.isnan(targets[i]):
             targets[i] = _clip(lam * weights[i], min_cap[i], max_cap[i])
-    return targets, 0.0
+    return 0.0
 
 
 @njit(cache=True)
-def drift_nb(current: np.ndarray, targets: np.ndarray, equity: float, relative: bool) -> np.ndarray:
-    """Drift of each sleeve from its target.
+def drift_into_nb(
+    current: np.ndarray, targets: np.ndarray, equity: float, relative: bool, out: np.ndarray
+) -> None:
+    """Drift of each sleeve from its target, written into ``out`` (shape (n,)).
 
     Parameters
     ----------
@@ -179,22 +208,32 @@ def drift_nb(current: np.ndarray, targets: np.ndarray, equity: float, relative: 
     relative : bool
         ``True``: ``(current - target) / target``, or ``current / equity`` where the target is 0.
         ``False``: ``(current - target) / equity``.
-
-    Returns
-    -------
-    np.ndarray
-        Drift per sleeve (dimensionless), float64, shape (n,); all 0 when ``equity <= 0``.
+    out : np.ndarray
+        Receives the drift per sleeve (dimensionless); all 0 when ``equity <= 0``.
     """
     n = current.shape[0]
-    out = np.zeros(n, dtype=np.float64)
+    out[:] = 0.0
     if not equity > 0.0:
-        return out
+        return
     for i in range(n):
         if relative and targets[i] > 0.0:
             out[i] = (current[i] - targets[i]) / targets[i]
         else:
             # Zero target in relative mode: (current - 0) / equity, a weight.
             out[i] = (current[i] - targets[i]) / equity
+
+
+@njit(cache=True)
+def drift_nb(current: np.ndarray, targets: np.ndarray, equity: float, relative: bool) -> np.ndarray:
+    """Drift of each sleeve from its target (see :func:`drift_into_nb` for the rule).
+
+    Returns
+    -------
+    np.ndarray
+        Drift per sleeve (dimensionless), float64, shape (n,); all 0 when ``equity <= 0``.
+    """
+    out = np.empty(current.shape[0], dtype=np.float64)
+    drift_into_nb(current, targets, equity, relative, out)
     return out
 
 

@@ -370,11 +370,15 @@ def execute_fills_nb(
                     gross += abs(qs)
                     net += qs
                     n_part += 1
-                    standalone += _order_cost_nb(abs(qs) * p, costs)
+                    if netting and side == 0:  # the saving is counted once per asset
+                        standalone += _order_cost_nb(abs(qs) * p, costs)
             if gross == 0.0:
                 continue
-            net_comm = commission_nb(abs(net) * p, costs)
-            net_slip = slip * abs(net) * p
+            net_comm = 0.0
+            net_slip = 0.0
+            if netting:
+                net_comm = commission_nb(abs(net) * p, costs)
+                net_slip = slip * abs(net) * p
             if side == 0 and netting and n_part > 1:
                 # One participant pays exactly its standalone cost: nothing saved (and no
                 # rounding noise reported as a negative saving).

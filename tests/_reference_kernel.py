@@ -38,6 +38,9 @@ __all__ = [
 # Tolerance of the lot rounding, from the docstring of portfolio.position_sizer.round_to_lot_nb.
 _LOT_EPS_ABS = 1e-9
 _LOT_EPS_REL = 1e-14
+# An order is dust, not an order, when |target - units| <= _DUST * max(|target|, |units|)
+# (docstring of portfolio.rebalance_nb, step 1).
+_DUST = 1e-9
 
 
 # --------------------------------------------------------------------------------- cost model
@@ -186,8 +189,14 @@ def ref_target_units(
     max_leverage: float,
     lot: float,
 ) -> list[float]:
-    """``round_to_lot(w * m * capital / p)``, ``m`` capped so ``sum |w| * m <= max_leverage``."""
-    gross = sum(abs(w) for w in weights)
+    """``round_to_lot(w * m * capital / p)``, ``m`` capped so ``sum |w| * m <= max_leverage``.
+
+    The gross exposure counts only the assets that can be bought (finite positive price): a
+    weight on an unlisted asset buys nothing, so it must not shrink the others.
+    """
+    gross = sum(
+        abs(w) for w, p in zip(weights, prices, strict=True) if math.isfinite(p) and p > 0.0
+    )
     m = risk_multiplier
     if gross > 0.0 and gross * m > max_leverage:
         m = max_leverage / gross
@@ -235,7 +244,7 @@ def ref_step(
     n_acc = len(units)
     tradable = [math.isfinite(p) and p > 0.0 for p in prices]
 
-    # 1. orders, dropping those below the minimum notional
+    # 1. orders, dropping floating-point dust and those below the minimum notional
     orders: dict[tuple[int, int], float] = {}
     for s in range(n_acc):
         if not active[s]:
@@ -244,7 +253,8 @@ def ref_step(
             if not tradable[a]:
                 continue
             d = target[s][a] - units[s][a]
-            if d != 0.0 and abs(d) * p >= min_trade_value:
+            dust = _DUST * max(abs(target[s][a]), abs(units[s][a]))
+            if abs(d) > dust and abs(d) * p >= min_trade_value:
                 orders[(s, a)] = d
 
     # 2. sells first: proceeds net of standalone costs
@@ -474,6 +484,19 @@ def reference_simulate(
             elif check_mask[t] and max(abs(d) for d in drift) > threshold:
                 reason = 1
 
+        # What is decided but not filled yet. With lag 1 the order decided at t - 1 has just
+        # filled, so this only matters with lag >= 2. Fill bars follow decision bars, so the
+        # pending order with the largest fill bar is the latest decision.
+        def will_hold(s: int) -> list[float]:
+            """Units of account ``s`` once its pending orders fill (latest pending target)."""
+            for fill_bar in sorted(pending, reverse=True):
+                if pending[fill_bar].active[s]:
+                    return pending[fill_bar].target[s]
+            return units[s]
+
+        # capital on its way into each account (negative: on its way out)
+        incoming = [sum(o.transfer[s] for o in pending.values()) for s in range(n_acc)]
+
         target = [list(row) for row in units]
         active = [False] * n_acc
         transfer = [0.0] * n_acc
@@ -482,28 +505,29 @@ def reference_simulate(
             if signal:
                 last_w[s] = [float(x) for x in weights[s, t]]
                 events.append((t, t + lag, 0, 0, s))
+            lw = last_w[s]
             if reason >= 0:
                 # capital moves to the target; holdings resized by target / equity
                 active[s] = True
                 transfer[s] = caps[s] - eq[s]
-                lw = last_w[s]
-                if signal or (eq[s] <= 0.0 and lw is not None):
+                if lw is not None and (signal or eq[s] <= 0.0):
                     # (kernel) new weights (or an empty sleeve with known weights) are sized
                     # on the target capital directly
-                    assert lw is not None
                     target[s] = ref_target_units(
                         lw, caps[s], px, float(risk_multiplier[s]), max_leverage, lot_size
                     )
-                elif eq[s] > 0.0:
-                    ratio = caps[s] / eq[s]
-                    target[s] = [ref_round_to_lot(u * ratio, lot_size) for u in units[s]]
-            elif signal:
-                lw = last_w[s]
-                assert lw is not None
+                else:
+                    # resize what the sleeve will hold once its pending orders fill, so a
+                    # pending signal is not undone; (kernel) ratio 1 for an empty sleeve
+                    ratio = caps[s] / eq[s] if eq[s] > 0.0 else 1.0
+                    target[s] = [ref_round_to_lot(u * ratio, lot_size) for u in will_hold(s)]
+            elif signal and lw is not None:
+                # sized on the capital the sleeve will have once transfers in flight arrive
                 active[s] = True
                 target[s] = ref_target_units(
-                    lw, eq[s], px, float(risk_multiplier[s]), max_leverage, lot_size
-                )
+                    lw, eq[s] + incoming[s], px, float(risk_multiplier[s]), max_leverage,
+                    lot_size,
+                )  # fmt: skip
         if reason >= 0:
             transfer[reserve] = unalloc - eq[reserve]
             events.append((t, t + lag, 1, reason, -1))

@@ -78,9 +78,17 @@ def simulate(
     risk_adjusted: bool = False,
     ra_lookback: int = 20,
     ra_sensitivity: float = 0.1,
+    reference: bool = False,
 ) -> SimulationOutput:
-    """``simulate_nb`` with readable defaults and the exact dtypes the engine passes."""
-    return simulate_nb(**_kernel_args(**locals()))
+    """``simulate_nb`` with readable defaults and the exact dtypes the engine passes.
+
+    With ``reference=True`` the run is also checked against the reference loop.
+    """
+    kw = _kernel_args(**locals())
+    out = simulate_nb(**kw)
+    if reference:
+        assert_matches_reference(out, reference_simulate(**kw), kw)
+    return out
 
 
 def _kernel_args(**kw: Any) -> dict[str, Any]:
@@ -137,11 +145,9 @@ def kernel_cases(draw: st.DrawFn) -> dict[str, Any]:
     n_a = draw(st.integers(1, 5))
     n_s = draw(st.integers(1, 3))
     lot = draw(st.sampled_from([0.0, 1.0, 10.0]))
-    # With fractional units and no minimum notional, a capital rebalance of a sleeve that sits
-    # exactly at its target sends floating-point dust orders (1e-14 units) that pay the minimum
-    # commission; whether they exist depends on the last bit of a ratio, so the reference loop
-    # cannot be compared on that combination (reported separately, see test_dust_orders_*).
-    mtv = draw(st.sampled_from([10.0, 500.0] if lot == 0.0 else [0.0, 10.0, 500.0]))
+    # lot 0 with min_trade_value 0 included: floating-point dust orders are dropped by the
+    # step (test_dust_orders_with_fractional_units_and_no_minimum)
+    mtv = draw(st.sampled_from([0.0, 10.0, 500.0]))
     capital = draw(st.sampled_from([10_000.0, 50_000.0, 1_000_000.0]))
     costs = [
         draw(st.sampled_from([0.0, 1.0, 10.0, 50.0])),
@@ -508,7 +514,11 @@ def test_deterministic_engine(config_and_panel: tuple[Any, pd.DataFrame]) -> Non
     pd.testing.assert_series_equal(a.equity, b.equity, check_exact=True)
     pd.testing.assert_frame_equal(a.trades, b.trades, check_exact=True)
     pd.testing.assert_frame_equal(a.allocations, b.allocations, check_exact=True)
-    assert a.sleeve_units.tobytes() == b.sleeve_units.tobytes()
+    assert a.trade_records.tobytes() == b.trade_records.tobytes()
+    for account in a.allocations.columns:
+        pd.testing.assert_frame_equal(
+            a.sleeve_positions(account), b.sleeve_positions(account), check_exact=True
+        )
 
 
 # ----------------------------------------------------------------------------- hand scenarios
@@ -767,11 +777,6 @@ def test_portfolio_rebalance_in_flight_blocks_a_new_one() -> None:
     np.testing.assert_array_equal(portfolio[:, :2], [[1, 3], [3, 5]])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: with lag >= 2 a portfolio rebalance decided while a sleeve's own order "
-    "is in flight resizes the pre-order holdings and, filling later, undoes that order",
-)
 def test_rebalance_in_flight_does_not_undo_a_pending_signal() -> None:
     # lag 2, one sleeve of two (50/50 of 10000) signals w = 1 at bar 0 (fills at bar 2);
     # a calendar rebalance is decided at bar 1 (fills at bar 3) while nothing has moved:
@@ -779,39 +784,111 @@ def test_rebalance_in_flight_does_not_undo_a_pending_signal() -> None:
     prices = np.full((5, 1), 100.0)
     w, has = _one_signal(2, 5, 1, {(0, 0): [1.0]})
     out = simulate(
-        prices, w, has, [0.5, 0.5], lag=2, calendar_mask=[False, True, False, False, False],
-        check_mask=[False] * 5,
+        prices, w, has, [0.5, 0.5], lag=2, reference=True,
+        calendar_mask=[False, True, False, False, False], check_mask=[False] * 5,
     )  # fmt: skip
     # bar 2: the signal fills, 50 units (5000 / 100)
     assert out.sleeve_units[2, 0, 0] == 50.0
-    # bar 3: the rebalance (sized on bar 1's zero units) must not sell them back
-    assert out.sleeve_units[3, 0, 0] == 50.0
+    # bar 3: the rebalance (decided at bar 1, before the 50 units existed) keeps them
+    np.testing.assert_array_equal(out.sleeve_units[2:, 0, 0], [50.0, 50.0, 50.0])
+    np.testing.assert_array_equal(out.trades[:, [0, 1, 3]], [[2, 0, 50]])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: lot_size 0 with min_trade_value 0 sends floating-point dust orders "
-    "that pay the minimum commission",
-)
+def test_rebalance_in_flight_resizes_the_pending_signal() -> None:
+    # lag 2, sleeves 50/50 of 10000, whole units, no costs.
+    # bar 0 (X = 100): sleeve 0 signals w = 1 -> 50 units, filled at bar 2 (cash 0).
+    # bar 3 (X = 200): equity [10000, 5000]; sleeve 0 signals w = 0.5 -> 25 units (bar 5).
+    # bar 4: calendar rebalance, targets 7500 each: sleeve 0 resizes the 25 units it will hold
+    #   by 7500 / 10000 -> 18.75 -> 18 units and gives 2500; sleeve 1 gets 2500 (bar 6).
+    # bar 5: the signal fills: sells 25 @ 200 -> 25 units, cash 5000.
+    # bar 6: the rebalance fills: sells 7 @ 200 = 1400 -> cash 6400 - 2500 = 3900,
+    #   equity 18 * 200 + 3900 = 7500; sleeve 1 cash 7500.
+    # (Resizing the 50 units held at bar 4 instead would buy 12 back at bar 6: 37 units.)
+    prices = np.array([[100.0], [100.0], [100.0], [200.0], [200.0], [200.0], [200.0]])
+    w, has = _one_signal(2, 7, 1, {(0, 0): [1.0], (0, 3): [0.5]})
+    calendar = np.zeros(7, dtype=bool)
+    calendar[4] = True
+    out = simulate(
+        prices, w, has, [0.5, 0.5], lag=2, reference=True,
+        calendar_mask=calendar, check_mask=[False] * 7,
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        out.events,
+        [
+            [0, 2, LEVEL_SLEEVE, REASON_SIGNAL, 0],
+            [3, 5, LEVEL_SLEEVE, REASON_SIGNAL, 0],
+            [4, 6, LEVEL_PORTFOLIO, REASON_CALENDAR, -1],
+        ],
+    )
+    np.testing.assert_array_equal(out.sleeve_units[:, 0, 0], [0, 0, 50, 50, 50, 25, 18])
+    np.testing.assert_array_equal(out.trades[:, [0, 1, 3]], [[2, 0, 50], [5, 0, -25], [6, 0, -7]])
+    np.testing.assert_array_equal(out.cash[6], [3900.0, 7500.0, 0.0])
+    np.testing.assert_array_equal(out.equity[6], [7500.0, 7500.0, 0.0])
+    np.testing.assert_array_equal(out.flows[6], [-2500.0, 2500.0, 0.0])
+
+
+def test_signal_while_transfer_in_flight_is_sized_on_post_transfer_capital() -> None:
+    # lag 2, sleeves 50/50 of 10000, whole units, no costs.
+    # bar 0 (X = 100): sleeve 0 signals w = 1 -> 50 units, filled at bar 2 (cash 0).
+    # bar 3 (X = 200): equity [10000, 5000], targets 7500 each; calendar rebalance: sleeve 0
+    #   resizes 50 * 0.75 = 37.5 -> 37 units and gives 2500, sleeve 1 gets 2500 (bar 5).
+    # bar 4 (X = 250), the transfer still in flight: equity [12500, 5000].
+    #   sleeve 0 signals w = 0.5 on 12500 - 2500 = 10000 -> 20 units (bar 6);
+    #   sleeve 1 signals w = 1 on 5000 + 2500 = 7500 -> 30 units (bar 6).
+    #   (On the equity alone it would be 25 and 20 units.)
+    # bar 5: the rebalance fills: sleeve 0 sells 13 @ 250 = 3250 -> cash 3250 - 2500 = 750;
+    #   sleeve 1 cash 7500.
+    # bar 6: the signals fill: sleeve 0 sells 17 -> cash 750 + 4250 = 5000, 20 units;
+    #   sleeve 1 buys 30 @ 250 = 7500 with exactly its cash -> cash 0.
+    prices = np.array([[100.0], [100.0], [100.0], [200.0], [250.0], [250.0], [250.0]])
+    w, has = _one_signal(2, 7, 1, {(0, 0): [1.0], (0, 4): [0.5], (1, 4): [1.0]})
+    calendar = np.zeros(7, dtype=bool)
+    calendar[3] = True
+    for netting in (True, False):
+        out = simulate(
+            prices, w, has, [0.5, 0.5], lag=2, reference=True,
+            calendar_mask=calendar, check_mask=[False] * 7, netting=netting,
+        )  # fmt: skip
+        np.testing.assert_array_equal(
+            out.events,
+            [
+                [0, 2, LEVEL_SLEEVE, REASON_SIGNAL, 0],
+                [3, 5, LEVEL_PORTFOLIO, REASON_CALENDAR, -1],
+                [4, 6, LEVEL_SLEEVE, REASON_SIGNAL, 0],
+                [4, 6, LEVEL_SLEEVE, REASON_SIGNAL, 1],
+            ],
+        )
+        np.testing.assert_array_equal(out.flows[5], [-2500.0, 2500.0, 0.0])
+        np.testing.assert_array_equal(out.cash[5], [750.0, 7500.0, 0.0])
+        np.testing.assert_array_equal(out.sleeve_units[5:, :2, 0], [[37.0, 0.0], [20.0, 30.0]])
+        np.testing.assert_array_equal(out.cash[6], [5000.0, 0.0, 0.0])
+        np.testing.assert_array_equal(out.equity[6], [10_000.0, 7500.0, 0.0])
+
+
 def test_dust_orders_with_fractional_units_and_no_minimum() -> None:
     """Fractional units, no minimum notional: no dust orders for sleeves at their targets.
 
     Three sleeves 20/30/50 % all in one asset (10 bps, minimum 1: proportional at bar 0), the
     asset moves 100 -> 130 and a calendar rebalance fires. Every sleeve sits exactly at its
-    target, so nothing should trade; the kernel sends orders of ~1e-14 units (the last bit of
-    target / equity) that each pay the minimum commission.
+    target, so nothing trades: resizing by ``target / equity`` leaves differences of the last
+    bit (~1e-14 units), which the step drops as dust instead of paying a minimum commission
+    on each.
     """
     prices = np.array([[100.0], [130.0]])
     w = np.ones((3, 2, 1))
     has = np.zeros((3, 2), dtype=bool)
     has[:, 0] = True
     out = simulate(
-        prices, w, has, [0.2, 0.3, 0.5], calendar_mask=[False, True], check_mask=[False, False],
-        costs=[10.0, 0.0, 1.0, 0.0], lot_size=0.0, min_trade_value=0.0, netting=False,
+        prices, w, has, [0.2, 0.3, 0.5], reference=True,
+        calendar_mask=[False, True], check_mask=[False, False], costs=[10.0, 0.0, 1.0, 0.0],
+        lot_size=0.0, min_trade_value=0.0, netting=False,
     )  # fmt: skip
-    # every sleeve is at its target: the rebalance should not trade nor pay anything
+    # the rebalance fired ...
+    assert out.events[-1].tolist() == [1, 1, LEVEL_PORTFOLIO, REASON_CALENDAR, -1]
+    # ... and every sleeve is at its target: it neither trades nor pays anything
     assert out.trades[out.trades[:, 0] == 1].shape[0] == 0
     assert out.commission[1].sum() == 0.0
+    np.testing.assert_array_equal(out.sleeve_units[1], out.sleeve_units[0])
 
 
 def test_reference_matches_hand_scenarios() -> None:

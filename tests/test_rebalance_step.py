@@ -135,6 +135,12 @@ def test_target_units_leverage_cap() -> None:
     assert _target([0.5, 0.5], 10_000, [100, 50], risk_multiplier=0.5) == [25.0, 50.0]
     # shorts count in the gross: |-0.8| + 0.8 = 1.6 -> m = 0.625
     assert _target([-0.8, 0.8], 10_000, [100, 50]) == [-50.0, 100.0]
+    # an asset that cannot be bought (NaN or zero price) does not count in the gross: the
+    # tradable gross 0.8 <= 1 leaves m = 1, 0.8 * 10000 / 50 = 160 (not 0.625 * 160 = 100)
+    assert _target([0.8, 0.8], 10_000, [np.nan, 50]) == [0.0, 160.0]
+    assert _target([0.8, 0.8], 10_000, [0.0, 50]) == [0.0, 160.0]
+    # ... and the cap still binds on what is tradable: 0.8 + 0.8 of three, m = 0.625
+    assert _target([0.8, 0.8, 0.8], 10_000, [np.nan, 100, 50]) == [0.0, 50.0, 100.0]
 
 
 def test_target_units_rounding_and_invalid_inputs() -> None:
@@ -305,6 +311,28 @@ def test_min_trade_value_boundary_and_untradable_assets() -> None:
     # inactive sleeves do not trade
     r = _step([10.0], [[0.0], [0.0]], [100.0, 100.0], [[5.0], [5.0]], active=[False, True])
     np.testing.assert_array_equal(r["units"], [[0.0], [5.0]])
+
+
+def test_dust_orders_are_dropped() -> None:
+    # Fractional units, no minimum notional, a minimum commission of 1. 0.1 + 0.2 is
+    # 0.30000000000000004 in binary: against a target of 0.3 the difference (5.6e-17 units) is
+    # floating-point dust (|d| <= 1e-9 * max(|target|, |units|)) and is not an order.
+    costs = _costs(10, 0, 1)
+    r = _step([100.0], [[0.1 + 0.2]], [1000.0], [[0.3]], costs=costs, lot_size=0.0)
+    assert r["q"][0, 0] == 0.0
+    assert r["rec"].shape == (0, 9)
+    assert r["cash"][0] == 1000.0
+    # dust on both sides of the bound, relative to the larger of target and units (1000):
+    # 0.5e-9 relative is dropped, 2e-9 relative is a (tiny) order that pays the minimum
+    r = _step([1.0], [[1000.0]], [10.0], [[1000.0 * (1 - 0.5e-9)]], costs=costs, lot_size=0.0)
+    assert r["q"][0, 0] == 0.0
+    r = _step([1.0], [[1000.0]], [10.0], [[1000.0 * (1 - 2e-9)]], costs=costs, lot_size=0.0)
+    assert r["q"][0, 0] == pytest.approx(-2e-6, rel=1e-6)
+    assert r["commission"][0] == 1.0
+    # the bound is relative to the larger side: from 0 units any non-zero target is an order,
+    # and so is closing any non-zero position
+    r = _step([1.0, 1.0], [[0.0, 1e-12]], [10.0], [[1e-12, 0.0]], lot_size=0.0)
+    np.testing.assert_array_equal(r["q"], [[1e-12, -1e-12]])
 
 
 # ----------------------------------------------------------------------------- random steps
