@@ -24,8 +24,8 @@ type:  ## mypy on the packages
 test:  ## the test suite
 	$(PYTHON) -m pytest
 
-bench:  ## speed goals: ratios against baselines measured in the same run
-	$(PYTHON) -m pytest benchmarks --benchmark-enable --benchmark-columns=min,median,mean,rounds -p no:cacheprovider
+bench:  ## speed goals: ratios against baselines measured in the same run (BLAS on one thread)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest benchmarks --benchmark-enable --benchmark-columns=min,median,mean,rounds -p no:cacheprovider
 
 clean:
 	rm -rf results .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist
