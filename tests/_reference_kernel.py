@@ -4,6 +4,9 @@ Written from the docstrings of :mod:`backtest.kernel`, :mod:`portfolio.rebalance
 :mod:`portfolio.allocation`, in a deliberately different style: per-account lists and dicts, a
 dict of pending orders keyed by fill bar, an exact (piecewise-linear) solve of the buy scale
 instead of a bisection, an allocation found on the breakpoints of ``f(lam)`` by interpolation.
+What a lag >= 2 decision builds on (the holdings a sleeve will have once its pending orders fill,
+the capital on its way in) is read off the dict of pending orders each bar, where the kernel
+keeps running bookkeeping.
 Details the docstrings leave open were taken from the kernel and are marked ``(kernel)``.
 
 This module is a test helper, not a test module (the leading underscore keeps pytest away).

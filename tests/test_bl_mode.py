@@ -54,8 +54,12 @@ START, END = "2005-01-01", "2008-12-31"
 SIDS = ["momentum_v1", "trendline_break_v1", "rsi_tema_bb_v1"]
 CAPITAL = 1_000_000.0
 #: The regime model on an asset column, so that a change of the panel reaches it.
-HMM_REGIME: dict[str, Any] = {"method": "hmm", "market": "XOM", "min_history": 252,
-                              "refit_every": 63}  # fmt: skip
+HMM_REGIME: dict[str, Any] = {
+    "method": "hmm",
+    "market": "XOM",
+    "min_history": 252,
+    "refit_every": 63,
+}
 NO_REGIME: dict[str, Any] = {"method": "none"}
 REL = 1e-9
 Targets = dict[str, np.ndarray]
@@ -182,7 +186,9 @@ def textbook_posterior(
     return pi, m @ rhs, sigma + m.reshape(n, n)
 
 
-def views_at(engine: PortfolioBacktestEngine, t: int, assets: np.ndarray) -> list[tuple[int, float, float]]:
+def views_at(
+    engine: PortfolioBacktestEngine, t: int, assets: np.ndarray
+) -> list[tuple[int, float, float]]:
     """Finite views of every strategy at close ``t``, positions within ``assets``."""
     out = []
     prices = engine.panel.prices
@@ -190,16 +196,22 @@ def views_at(engine: PortfolioBacktestEngine, t: int, assets: np.ndarray) -> lis
         v = strat.views(prices)
         er = v.expected_returns.to_numpy()[t, assets]
         cf = v.confidence.to_numpy()[t, assets]
-        out += [(i, float(er[i]), float(cf[i])) for i in range(assets.size)
-                if math.isfinite(er[i]) and math.isfinite(cf[i])]  # fmt: skip
+        out += [
+            (i, float(er[i]), float(cf[i]))
+            for i in range(assets.size)
+            if math.isfinite(er[i]) and math.isfinite(cf[i])
+        ]
     return out
 
 
 def reference_covariance(panel: PricePanel, t: int, bl: BLSettings) -> np.ndarray:
     return covariance_at(
-        panel.returns().to_numpy(), t, halflife=bl.halflife, min_history=bl.min_history,
+        panel.returns().to_numpy(),
+        t,
+        halflife=bl.halflife,
+        min_history=bl.min_history,
         shrinkage=bl.shrinkage,
-    )  # fmt: skip
+    )
 
 
 def objective(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, gamma: float) -> float:
@@ -270,7 +282,7 @@ def fast_short(short_panel: PricePanel) -> Targets:
 
 
 def test_from_config_runs_one_book(hmm_run: Any, panel: PricePanel) -> None:
-    engine, result, tg = hmm_run
+    _, result, tg = hmm_run
     trade = tg["trade"]
     assert result.manifest["mode"] == "black_litterman"
     assert result.manifest["traded_closes"] == int(trade.sum())
@@ -306,8 +318,17 @@ def test_example_config_spells_out_the_defaults() -> None:
 def test_cli_runs_the_example_and_prints_the_contribution_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--portfolio-config", str(EXAMPLE), "--start", "2007-01-01", "--end", "2008-06-30",
-            "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+    argv = [
+        "--portfolio-config",
+        str(EXAMPLE),
+        "--start",
+        "2007-01-01",
+        "--end",
+        "2008-06-30",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     # The same run in-process gives the table the CLI printed, row by row.
@@ -472,10 +493,12 @@ def assert_same_up_to(
         assert np.array_equal(tg_a[key][: t + 1], tg_b[key][: t + 1]), key
     index = res_a.equity.index
     cut = index[t]
-    pd.testing.assert_series_equal(res_a.equity.iloc[: t + 1], res_b.equity.iloc[: t + 1],
-                                   check_exact=True)  # fmt: skip
-    pd.testing.assert_series_equal(res_a.cash.iloc[: t + 1], res_b.cash.iloc[: t + 1],
-                                   check_exact=True)  # fmt: skip
+    pd.testing.assert_series_equal(
+        res_a.equity.iloc[: t + 1], res_b.equity.iloc[: t + 1], check_exact=True
+    )
+    pd.testing.assert_series_equal(
+        res_a.cash.iloc[: t + 1], res_b.cash.iloc[: t + 1], check_exact=True
+    )
     for name in ("positions", "weights", "strategy_attribution"):
         a, b = getattr(res_a, name), getattr(res_b, name)
         pd.testing.assert_frame_equal(a.iloc[: t + 1], b.iloc[: t + 1], check_exact=True)
@@ -489,7 +512,9 @@ def assert_same_up_to(
 
 
 @pytest.mark.parametrize("t", [300, 420, 800])
-def test_no_look_ahead_prices_and_regime_on_an_asset(hmm_run: Any, panel: PricePanel, t: int) -> None:
+def test_no_look_ahead_prices_and_regime_on_an_asset(
+    hmm_run: Any, panel: PricePanel, t: int
+) -> None:
     """Views, covariance, HMM clarity (market = XOM), optimizer, gate and pass are causal.
 
     Cut 420 is inside a refit block of the HMM (refits every 63 returns from 252): the block's
@@ -555,7 +580,7 @@ def test_fast_solver_matches_slsqp(short_panel: PricePanel, fast_short: Targets)
     check_feasible(ref, engine.optimizer_settings)
     np.testing.assert_allclose(ref["candidates"], fast["candidates"], rtol=0, atol=1e-4)
     gamma = engine.optimizer_settings.risk_aversion
-    for t in np.flatnonzero(ref["ok"]):
+    for t in np.flatnonzero(ref["ok"]).tolist():
         sigma_bl = bl_sigma_at(engine, t, ref)
         f_fast = objective(fast["candidates"][t], fast["mu"][t], sigma_bl, gamma)
         f_ref = objective(ref["candidates"][t], ref["mu"][t], sigma_bl, gamma)
@@ -598,8 +623,9 @@ def test_fallback_to_slsqp_logs_and_keeps_the_target(
     # The close still has a target, SLSQP's, objective-equivalent to the fast one.
     assert np.array_equal(tg["ok"], fast_short["ok"])
     check_feasible(tg, engine.optimizer_settings)
-    np.testing.assert_allclose(tg["candidates"][t_fail], fast_short["candidates"][t_fail],
-                               rtol=0, atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        tg["candidates"][t_fail], fast_short["candidates"][t_fail], rtol=0, atol=1e-4
+    )
     sigma_bl = bl_sigma_at(engine, t_fail, tg)
     gamma = engine.optimizer_settings.risk_aversion
     f_fast = objective(fast_short["candidates"][t_fail], tg["mu"][t_fail], sigma_bl, gamma)
@@ -608,8 +634,9 @@ def test_fallback_to_slsqp_logs_and_keeps_the_target(
     # The other closes are the fast solutions (warm start aside).
     others = np.ones(short_panel.n_bars, dtype=bool)
     others[t_fail] = False
-    np.testing.assert_allclose(tg["candidates"][others], fast_short["candidates"][others],
-                               rtol=0, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(
+        tg["candidates"][others], fast_short["candidates"][others], rtol=0, atol=1e-7
+    )
 
 
 def test_infeasible_return_target_leaves_closes_without_target(
@@ -637,9 +664,9 @@ def test_infeasible_return_target_leaves_closes_without_target(
 def test_regime_clarity_from_a_user_series(panel: PricePanel, tmp_path: Path) -> None:
     """A CSV clarity of 0 from close 300 on: the views are ignored there (up to VIEW_EPS)."""
     start = 300
-    pd.DataFrame(
-        {"Date": panel.index[start:].strftime("%Y-%m-%d"), "clarity": 0.0}
-    ).to_csv(tmp_path / "clarity.csv", index=False)
+    pd.DataFrame({"Date": panel.index[start:].strftime("%Y-%m-%d"), "clarity": 0.0}).to_csv(
+        tmp_path / "clarity.csv", index=False
+    )
     cfg = bl_config(regime={"method": "series", "series": "clarity.csv"}, base_dir=tmp_path)
     tg = black_litterman_targets(PortfolioBacktestEngine.from_config(cfg, prices=panel))
     # Before the file's first date: 1.0 (no discount); from it on: the file's value.
@@ -671,7 +698,9 @@ def test_clarity_override_out_of_range_is_a_config_error(panel: PricePanel) -> N
     clarity.iloc[10] = 1.5
     engine = build_engine(bl_config(), panel, clarity=clarity)
     day = panel.index[10].date()
-    with pytest.raises(ConfigError, match=rf"^clarity: values must be in \[0, 1\], got .*1\.5.* at {day}$"):
+    with pytest.raises(
+        ConfigError, match=rf"^clarity: values must be in \[0, 1\], got .*1\.5.* at {day}$"
+    ):
         black_litterman_targets(engine)
 
 
@@ -687,8 +716,9 @@ def test_vol_target_sizing(panel: PricePanel, frictionless_run: Any) -> None:
     engine = PortfolioBacktestEngine.from_config(bl_config(sizing=sizing), prices=panel)
     result, tg = run_capturing(engine)
     bl = engine.bl_settings
-    cov = ewma_covariance_path(panel.returns().to_numpy(), bl.halflife, bl.min_history,
-                               bl.shrinkage)  # fmt: skip
+    cov = ewma_covariance_path(
+        panel.returns().to_numpy(), bl.halflife, bl.min_history, bl.shrinkage
+    )
     vols = np.sqrt(np.nan_to_num(np.einsum("taa->ta", cov)))
     ok = tg["ok"]
     expected = np.clip(unsized["candidates"][ok] * 0.1 / vols[ok], -0.25, 0.25)
@@ -720,8 +750,9 @@ def gate_reference(tg: Targets, returns: np.ndarray, signal: float, drift: float
 def test_gate_follows_its_rule(hmm_run: Any, panel: PricePanel) -> None:
     engine, _, tg = hmm_run
     bl = engine.bl_settings
-    expected = gate_reference(tg, asset_returns(panel.prices), bl.signal_threshold,
-                              bl.drift_threshold)  # fmt: skip
+    expected = gate_reference(
+        tg, asset_returns(panel.prices), bl.signal_threshold, bl.drift_threshold
+    )
     assert np.array_equal(tg["trade"], expected)
     assert 0 < tg["trade"].sum() < tg["ok"].sum()
 
@@ -737,8 +768,8 @@ def test_gate_huge_thresholds_trade_once(panel: PricePanel) -> None:
     attr = result.strategy_attribution
     assert attr is not None
     total = attr.T.groupby(level="asset", sort=False).sum().T.to_numpy()
-    np.testing.assert_allclose(total[first:], np.tile(tg["candidates"][first], (len(total) - first, 1)),
-                               atol=1e-12)  # fmt: skip
+    held = np.tile(tg["candidates"][first], (len(total) - first, 1))
+    np.testing.assert_allclose(total[first:], held, rtol=0, atol=1e-12)
 
 
 def test_gate_zero_thresholds_trade_every_close(panel: PricePanel) -> None:
@@ -751,14 +782,19 @@ def test_gate_zero_thresholds_trade_every_close(panel: PricePanel) -> None:
 
 def equal_weight_config(**bl: Any) -> BacktestConfig:
     """One strategy without views (``equal_weight``): the posterior is the prior."""
-    return parse_config({
-        "mode": "black_litterman",
-        "portfolio": {"id": "prior_only", "total_capital": CAPITAL,
-                      "allocations": [{"strategy_id": "ew", "target_weight": 1.0}]},
-        "strategies": {"ew": {"kind": "equal_weight"}},
-        "regime": NO_REGIME,
-        "black_litterman": bl,
-    })  # fmt: skip
+    return parse_config(
+        {
+            "mode": "black_litterman",
+            "portfolio": {
+                "id": "prior_only",
+                "total_capital": CAPITAL,
+                "allocations": [{"strategy_id": "ew", "target_weight": 1.0}],
+            },
+            "strategies": {"ew": {"kind": "equal_weight"}},
+            "regime": NO_REGIME,
+            "black_litterman": bl,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -894,9 +930,12 @@ def constant_views_targets(panel: PricePanel, confidence: float) -> Targets:
     strategy: Strategy = ConstantViews("user", 0.3, confidence)
     config = PortfolioConfig("user_book", CAPITAL, (StrategyAllocation("user", 1.0),))
     engine = PortfolioBacktestEngine(
-        config, [strategy], prices=panel, mode="black_litterman",
+        config,
+        [strategy],
+        prices=panel,
+        mode="black_litterman",
         regime=RegimeSettings(method="none"),
-    )  # fmt: skip
+    )
     return black_litterman_targets(engine)
 
 
