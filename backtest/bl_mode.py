@@ -89,6 +89,34 @@ _SOLVER_MAX_ITER = 20_000
 
 
 @njit(cache=True)
+def box_feasible_nb(n: int, lo: float, hi: float, budget: float, max_leverage: float) -> bool:
+    """Whether ``n`` weights in ``[lo, hi]`` can sum to ``budget`` (NaN = free) with gross <= cap.
+
+    The smallest gross exposure the box allows is ``n * min |w|`` over ``[lo, hi]`` (0 when the
+    box contains 0); with a budget, ``sum |w| >= |budget|`` as well.
+    """
+    if n == 0 or lo > hi:
+        return False
+    if not math.isnan(budget) and (n * lo > budget or n * hi < budget):
+        return False
+    min_abs = 0.0 if lo <= 0.0 <= hi else min(abs(lo), abs(hi))
+    need = n * min_abs
+    if not math.isnan(budget):
+        need = max(need, abs(budget))
+    return need <= max_leverage * (1.0 + 1e-12)
+
+
+def _check_box_feasible(n: int, lo: float, hi: float, budget: float, max_leverage: float) -> None:
+    """Up-front: even with every asset of the panel the constraints cannot be met."""
+    if not box_feasible_nb(n, lo, hi, budget, max_leverage):
+        raise ConfigError(
+            f"optimizer: {n} assets with weights in [{lo}, {hi}] cannot meet budget {budget} "
+            f"with gross leverage <= {max_leverage}; widen min_weight/max_weight or change "
+            "budget/max_leverage"
+        )
+
+
+@njit(cache=True)
 def bl_close_nb(
     t: int,
     cov: np.ndarray,
@@ -102,6 +130,7 @@ def bl_close_nb(
     lo: float,
     hi: float,
     budget: float,
+    max_leverage: float,
     out_mu: np.ndarray,
     out_pi: np.ndarray,
     out_contrib: np.ndarray,
@@ -124,9 +153,9 @@ def bl_close_nb(
         Market weights; all NaN means equal weights over the valid assets.
     delta, tau : float
         Risk aversion of the equilibrium and prior uncertainty scale.
-    lo, hi, budget : float
-        Weight bounds and budget (NaN = none): a close whose valid assets cannot meet the
-        budget within the bounds gets no candidate.
+    lo, hi, budget, max_leverage : float
+        Weight bounds, budget (NaN = none) and gross cap: a close whose valid assets cannot meet
+        them (:func:`box_feasible_nb`) gets no candidate.
     out_mu, out_pi : ndarray, shape (T, A)
         Row ``t`` written: posterior and prior means (0 where not valid).
     out_contrib : ndarray, shape (T, K, A)
@@ -148,7 +177,7 @@ def bl_close_nb(
             out_contrib[t, k, a] = 0.0
     idx = np.flatnonzero(valid[t])
     n = idx.shape[0]
-    if n == 0 or (not math.isnan(budget) and (n * lo > budget or n * hi < budget)):
+    if n == 0 or not box_feasible_nb(n, lo, hi, budget, max_leverage):
         return idx[:0], np.zeros((0, 0))
     sig = np.empty((n, n))
     for i in range(n):
@@ -229,7 +258,7 @@ def bl_candidates_nb(
         for a in range(n_a):
             out_w[t, a] = 0.0
         idx, sigma_bl = bl_close_nb(
-            t, cov, valid, er, conf, clarity, mkt_w, delta, tau, lo, hi, budget,
+            t, cov, valid, er, conf, clarity, mkt_w, delta, tau, lo, hi, budget, max_leverage,
             out_mu, out_pi, out_contrib,
         )  # fmt: skip
         n = idx.shape[0]
@@ -353,7 +382,7 @@ def regime_clarity_path(engine: PortfolioBacktestEngine) -> np.ndarray:
         if bad.any():
             t = int(np.argmax(bad))
             raise ConfigError(
-                f"clarity: values must be in [0, 1], got {values[t]!r} at "
+                f"clarity: values must be in [0, 1], got {float(values[t])} at "
                 f"{engine.panel.index[t].date()}"
             )
         return values
@@ -383,6 +412,7 @@ def regime_clarity_path(engine: PortfolioBacktestEngine) -> np.ndarray:
 
 def _views(engine: PortfolioBacktestEngine) -> tuple[np.ndarray, np.ndarray]:
     prices = engine.panel.prices
+    default_confidence = float(engine.bl_settings.default_view_confidence)
     n_k = len(engine.strategies)
     er = np.full((n_k, engine.panel.n_bars, engine.panel.n_assets), np.nan)
     conf = np.full_like(er, np.nan)
@@ -395,11 +425,13 @@ def _views(engine: PortfolioBacktestEngine) -> tuple[np.ndarray, np.ndarray]:
                 )
         er[k] = v.expected_returns.to_numpy(dtype=np.float64)
         c = v.confidence.to_numpy(dtype=np.float64)
+        # A view without a confidence gets the configured default (BLSettings).
+        c = np.where(np.isfinite(er[k]) & np.isnan(c), default_confidence, c)
         bad = np.isfinite(c) & ((c < 0.0) | (c > 1.0))
         if bad.any():
             t, a = np.argwhere(bad)[0]
             raise ConfigError(
-                f"strategies.{sid}: view confidence must be in [0, 1], got {c[t, a]!r} for "
+                f"strategies.{sid}: view confidence must be in [0, 1], got {float(c[t, a])} for "
                 f"{prices.columns[a]} at {prices.index[t].date()}"
             )
         conf[k] = c
@@ -465,9 +497,10 @@ def black_litterman_targets(
         long_only=opt.long_only,
         budget=opt.budget,
     )
-    lo = 0.0 if opt.long_only else float(opt.min_weight)
+    lo = float(constraints.effective_min_weight)  # long_only raises a negative floor to 0
     hi = float(opt.max_weight)
     budget = math.nan if opt.budget is None else float(opt.budget)
+    _check_box_feasible(panel.n_assets, lo, hi, budget, float(opt.max_leverage))
     target = math.nan if opt.target_return is None else float(opt.target_return)
 
     n_t, n_a = panel.n_bars, panel.n_assets
@@ -484,7 +517,9 @@ def black_litterman_targets(
 
     def solve_slsqp(t: int) -> None:
         """One close with the reference solver (fallback, or ``solver: slsqp``)."""
-        idx, sigma_bl = bl_close_nb(t, *args, lo, hi, budget, out_mu, out_pi, out_contrib)
+        idx, sigma_bl = bl_close_nb(
+            t, *args, lo, hi, budget, opt.max_leverage, out_mu, out_pi, out_contrib
+        )
         out_w[t] = 0.0
         out_ok[t] = False
         if idx.size == 0:
@@ -525,6 +560,14 @@ def black_litterman_targets(
                 bar.update(failed + 1 - t)
                 t = failed + 1
 
+    n_skipped = int((valid.any(axis=1) & ~out_ok).sum())
+    if n_skipped:
+        logger.warning(
+            "%d of %d closes with priced assets got no target (too few assets to meet the "
+            "optimizer's box, budget and leverage, or an infeasible return target)",
+            n_skipped,
+            n_t,
+        )
     cand = out_w.copy()
     sz = engine.sizing_settings
     if sz.method != "none":

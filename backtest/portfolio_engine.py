@@ -365,7 +365,10 @@ class PortfolioBacktestEngine:
         if self.mode == "black_litterman":
             from backtest.bl_mode import run_black_litterman
 
-            return run_black_litterman(self)
+            result = run_black_litterman(self)
+            if self.journal_dir is not None:
+                result.write_journal(self.journal_dir)
+            return result
         with self._progress(3 + len(self.strategies), "backtest") as bar:
             weights, has = self.strategy_targets()
             bar.update(1)

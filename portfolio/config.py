@@ -534,7 +534,8 @@ class OptimizerSettings:
         γ (> 0), the classical risk aversion of ``max μ'w - (γ/2) w'Σw``; the optimizer's
         return weight is ``λ = 1/γ`` in ``min 0.5 w'Σw - λ μ'w``. The default 2.5 equals the
         Black-Litterman ``risk_aversion`` δ, so with no views and loose constraints the
-        optimizer holds the market portfolio (``w = (δΣ)^-1 π = w_mkt``).
+        unconstrained optimum is ``(δ Σ_BL)^-1 π = w_mkt / (1 + τ)`` (``Σ_BL = (1 + τ) Σ``
+        without views), the market portfolio up to the budget's rescaling.
     solver : {"fast", "slsqp"}
         Solver implementation.
     budget : float or None

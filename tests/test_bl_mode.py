@@ -8,7 +8,7 @@ precision form of He and Litterman (1999) (``bl_mode`` uses the Woodbury form), 
 from :func:`portfolio.covariance.covariance_at` (the two-pass reference, not the running-sum path),
 the gate from its documented rule re-implemented in numpy, the book's return from the prices.
 
-Bugs found are pinned by ``xfail(strict=True)`` tests at the end of the file.
+Bugs found while writing them are pinned by regression tests at the end of the file.
 """
 
 from __future__ import annotations
@@ -173,7 +173,6 @@ def textbook_posterior(
     ``M = [(tau Sigma)^-1 + P' Omega^-1 P]^-1``, ``mu = M [(tau Sigma)^-1 pi + P' Omega^-1 Q]``,
     ``Sigma_BL = Sigma + M``.
     """
-    n = sigma.shape[0]
     pi = delta * sigma @ w_mkt
     prec = np.linalg.inv(tau * sigma)
     rhs = prec @ pi
@@ -183,7 +182,7 @@ def textbook_posterior(
         rhs[a] += q / omega
     m = np.linalg.inv(prec)
     m = 0.5 * (m + m.T)
-    return pi, m @ rhs, sigma + m.reshape(n, n)
+    return pi, m @ rhs, sigma + m
 
 
 def views_at(
@@ -242,7 +241,7 @@ def panel() -> PricePanel:
 
 @pytest.fixture(scope="module")
 def short_panel() -> PricePanel:
-    """About 80 closes, 55 of them with a candidate (``min_history: 30``): for SLSQP."""
+    """83 closes, 53 of them with a candidate (``min_history: 30``): for the slow SLSQP."""
     return load_default_panel().slice("2008-01-01", "2008-04-30")
 
 
@@ -381,8 +380,8 @@ def test_gross_exposure_within_cap_at_decision_closes(hmm_run: Any) -> None:
     """With costs and whole shares, the held book marked at the decision close stays in the cap.
 
     ``result.weights`` itself can exceed ``max_leverage`` between the decision and the next one:
-    the units are frozen at the decision close and a -9 % day of the 3x book (2008-01-22) lifts
-    its gross exposure to about 3.34 of the smaller equity. That is drift, not a breach.
+    the units are frozen at the decision close, and the -9 % day of the 3x book on 2008-01-23
+    lifts its gross exposure to 3.34 of the smaller equity. That is drift, not a breach.
     """
     engine, result, tg = hmm_run
     units = result.positions.to_numpy()
@@ -566,8 +565,8 @@ def bl_sigma_at(engine: PortfolioBacktestEngine, t: int, tg: Targets) -> np.ndar
 def test_fast_solver_matches_slsqp(short_panel: PricePanel, fast_short: Targets) -> None:
     """Same feasible set, same optimum: SLSQP stops about 1e-5 away in weights (its ``ftol``).
 
-    The weights agree to 1e-4, not 1e-5: at 5 of 55 closes SLSQP stops 1.1-1.7e-5 away from the
-    fast solution. Both are optimal to 1e-9 in the objective, and the fast solver's objective is
+    The weights agree to 1e-4, not 1e-5: at 6 of the 53 closes SLSQP stops 1.0-1.4e-5 away from
+    the fast solution. Both are optimal to 1e-9 in the objective, and the fast solver's objective is
     never worse, so the difference is SLSQP's stopping point, not a different optimum.
     """
     cfg = bl_config(black_litterman=SHORT_BL, optimizer={"solver": "slsqp"})
@@ -844,27 +843,20 @@ def infeasible_box_engine(panel: PricePanel) -> PortfolioBacktestEngine:
     return PortfolioBacktestEngine.from_config(cfg, prices=panel)
 
 
-def test_infeasible_box_and_budget_never_trade(panel: PricePanel) -> None:
-    """No crash and no target at any close: the book stays in cash."""
-    result, tg = run_capturing(infeasible_box_engine(panel))
-    assert not tg["ok"].any() and not tg["trade"].any()
-    assert not tg["candidates"].any()
-    assert result.trades.empty and result.rebalances.empty
-    assert (result.equity == CAPITAL).all()
-    # The posterior is not computed for a close that cannot have a candidate.
-    assert not tg["mu"].any()
+def test_infeasible_box_and_budget_is_an_upfront_config_error(panel: PricePanel) -> None:
+    """Even with every asset the box cannot meet the budget: a ConfigError before any close."""
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer: 20 assets with weights in \[-0\.01, 0\.01\] cannot meet budget 1\.0",
+    ):
+        black_litterman_targets(infeasible_box_engine(panel))
 
 
 # --------------------------------------------------------------------------------------------
-# known bugs (strict xfail: they start failing loudly once fixed, so the marker gets removed)
+# bugs found while writing these tests, fixed since: kept as regression tests
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bl_mode: an optimizer box that can never meet the budget leaves the book in cash "
-    "at every close without any warning (expected: a warning, or an up-front ConfigError)",
-)
 def test_infeasible_box_and_budget_is_reported(
     panel: PricePanel, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -878,12 +870,6 @@ def test_infeasible_box_and_budget_is_reported(
     assert any(r.levelno >= logging.WARNING for r in caplog.records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bl_mode.black_litterman_targets: lo = 0.0 if long_only else min_weight drops a "
-    "positive min_weight when long_only is true (OptimizerSettings keeps it; the SLSQP "
-    "path's OptimizationConstraints.effective_min_weight keeps it too)",
-)
 def test_long_only_keeps_a_positive_min_weight(panel: PricePanel) -> None:
     cfg = bl_config(optimizer={"long_only": True, "min_weight": 0.02, "max_weight": 0.25})
     engine = PortfolioBacktestEngine.from_config(cfg, prices=panel)
@@ -893,18 +879,12 @@ def test_long_only_keeps_a_positive_min_weight(panel: PricePanel) -> None:
     check_feasible(tg, engine.optimizer_settings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bl_mode.bl_close_nb checks only the box against the budget, not the gross cap: "
-    "with budget null and 20 x min_weight 0.2 = 4 > max_leverage 3 every close gets a "
-    "candidate of gross 4 (expected: no candidate, or an error)",
-)
-def test_box_beyond_the_leverage_cap_gives_no_candidate(panel: PricePanel) -> None:
+def test_box_beyond_the_leverage_cap_is_a_config_error(panel: PricePanel) -> None:
+    """20 x min_weight 0.2 = gross 4 > max_leverage 3: no portfolio can satisfy both."""
     opt = {"budget": None, "min_weight": 0.2, "max_weight": 0.25, "max_leverage": 3.0}
     engine = PortfolioBacktestEngine.from_config(bl_config(optimizer=opt), prices=panel)
-    tg = black_litterman_targets(engine)
-    gross = np.abs(tg["candidates"]).sum(axis=1)
-    assert gross.max() <= 3.0 + 1e-7
+    with pytest.raises(ConfigError, match=r"gross leverage <= 3\.0"):
+        black_litterman_targets(engine)
 
 
 @dataclass(frozen=True)
@@ -947,22 +927,12 @@ def test_constant_views_with_confidence_move_the_posterior(short_panel: PricePan
     assert (tg["pi"][ok] < 0.3).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bl_mode._views/bl_close_nb drop a view whose confidence is NaN; "
-    "BLSettings.default_view_confidence ('when a strategy does not give one') is never used",
-)
 def test_missing_confidence_uses_default_view_confidence(short_panel: PricePanel) -> None:
     given = constant_views_targets(short_panel, BLSettings().default_view_confidence)
     missing = constant_views_targets(short_panel, math.nan)
     np.testing.assert_allclose(missing["mu"], given["mu"], rtol=1e-12, atol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PortfolioBacktestEngine.run returns run_black_litterman(self) before the "
-    "journal_dir step: in black_litterman mode no journal is written (CLI --journal-dir too)",
-)
 def test_journal_is_written_in_black_litterman_mode(
     short_panel: PricePanel, tmp_path: Path
 ) -> None:

@@ -84,7 +84,7 @@ def test_shipped_config_loads() -> None:
         "momentum_v1": "momentum",
     }
     assert dict(cfg.strategies["momentum_v1"].params) == {"top_k": 5}
-    assert dict(cfg.strategies["trendline_break_v1"].params) == {}
+    assert dict(cfg.strategies["trendline_break_v1"].params) == {"exit_band": 0.03}
     assert cfg.costs == CostModel(1.0, 0.0, 1.0, 2.0)
     assert cfg.rebalance == RebalanceSettings(
         drift_band="relative",

@@ -79,6 +79,4 @@ def test_golden_default_sleeves_config() -> None:
 def test_golden_black_litterman_config() -> None:
     """The shipped config/portfolio_bl.yaml over 2014-2016 (views, HMM regime, optimizer)."""
     path = REPO / "config" / "portfolio_bl.yaml"
-    if not path.exists():
-        pytest.skip("config/portfolio_bl.yaml not shipped in this tree")
     _check("black_litterman_2014_2016", _run(path, "2014-01-01", "2016-12-31"))
