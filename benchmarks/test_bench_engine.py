@@ -5,9 +5,11 @@ rebalancing and costs, :func:`backtest.kernel.simulate_nb` runs within 2x of a m
 single-pass numba loop doing the same accounting (:func:`baseline_pass_nb`, below), measured
 in the same run; a warm run of the runner on the embedded data takes seconds.
 
-The baseline is made a meaningful comparison by :func:`test_baseline_matches_kernel`: in the
-case where the kernel's extra rules are all inert (no netting, no capital moves between sleeves,
-cash never binds, no trade filter, no minimum commission) both give the same final equity.
+The baseline does the same accounting in its plainest form: lag-1 fills with costs, sleeve
+signals, and the monthly capital rebalancing between sleeves. It is made a meaningful comparison
+by :func:`test_baseline_matches_kernel`: in the case where the kernel's extra rules are all inert
+(no netting, no capital moves between sleeves, cash never binds, no trade filter, no minimum
+commission) both give the same final equity.
 
 ``make bench`` runs this file with pytest-benchmark enabled; under the default
 ``--benchmark-disable`` each benchmark body runs once (a smoke test).
@@ -137,15 +139,18 @@ def synthetic_panel() -> SyntheticPanel:
 @njit(cache=True)
 def baseline_pass_nb(
     prices: np.ndarray, weights: np.ndarray, has_signal: np.ndarray, capital: np.ndarray,
-    costs: np.ndarray,
+    costs: np.ndarray, rebalance: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Minimal single-pass accounting of ``S`` independent sleeves with lag-1 fills.
+    """Minimal single-pass accounting of ``S`` sleeves with lag-1 fills and calendar rebalancing.
 
     Per bar ``t``: fill the orders decided at ``t - 1`` at the close of ``t`` (commission
     ``max(min, bps * 1e-4 * notional + fixed)`` and slippage ``slippage_bps * 1e-4 * notional``
-    paid from the sleeve's cash), mark every sleeve to the close, and on a signal bar of sleeve
-    ``s`` size its target units ``floor(w * equity_s / price)``. No netting, no cash scaling,
-    no trade filter, no capital moves.
+    paid from the sleeve's cash, plus any capital transfer), mark every sleeve to the close, and
+    on a signal bar of sleeve ``s`` size its target units ``floor(w * equity_s / price)``. On a
+    ``rebalance`` bar every sleeve is brought back to its starting share of the book: its
+    holdings are resized by ``target capital / equity`` (or sized from its signal row) and the
+    capital difference moves as cash. No netting, no cash scaling, no trade filter, no drift
+    band, no capital bounds.
 
     Parameters
     ----------
@@ -156,9 +161,11 @@ def baseline_pass_nb(
     has_signal : ndarray of bool, shape (S, T)
         Signal bars per sleeve.
     capital : ndarray, shape (S,)
-        Starting cash per sleeve, currency.
+        Starting cash per sleeve, currency (also the target split of the book).
     costs : ndarray, shape (4,)
         ``[commission_bps, commission_fixed, commission_min, slippage_bps]``.
+    rebalance : ndarray of bool, shape (T,)
+        Calendar bars on which capital is moved back to the starting split.
 
     Returns
     -------
@@ -175,8 +182,11 @@ def baseline_pass_nb(
     slip = costs[3] * 1e-4
     units = np.zeros((n_s, n_a))
     cash = capital.copy()
+    split = capital / capital.sum()
     target = np.zeros((n_s, n_a))
+    transfer = np.zeros(n_s)
     pending = np.zeros(n_s, dtype=np.bool_)
+    eq = np.zeros(n_s)
     out_eq = np.empty((n_t, n_s))
     out_cash = np.empty((n_t, n_s))
     out_units = np.empty((n_t, n_a))
@@ -184,6 +194,8 @@ def baseline_pass_nb(
         p = prices[t]
         for s in range(n_s):
             if pending[s]:
+                cash[s] += transfer[s]
+                transfer[s] = 0.0
                 for a in range(n_a):
                     d = target[s, a] - units[s, a]
                     if d != 0.0:
@@ -192,16 +204,30 @@ def baseline_pass_nb(
                         units[s, a] += d
                         cash[s] -= d * p[a] + comm + slip * notional
                 pending[s] = False
+        total = 0.0
         for s in range(n_s):
             v = cash[s]
             for a in range(n_a):
                 v += units[s, a] * p[a]
+            eq[s] = v
+            total += v
             out_eq[t, s] = v
             out_cash[t, s] = cash[s]
-            if has_signal[s, t] and t + 1 < n_t:
-                for a in range(n_a):
-                    target[s, a] = np.floor(weights[s, t, a] * v / p[a])
-                pending[s] = True
+        if t + 1 < n_t:
+            for s in range(n_s):
+                cap = eq[s]
+                if rebalance[t]:
+                    cap = split[s] * total
+                    transfer[s] = cap - eq[s]
+                if has_signal[s, t]:
+                    for a in range(n_a):
+                        target[s, a] = np.floor(weights[s, t, a] * cap / p[a])
+                    pending[s] = True
+                elif rebalance[t]:
+                    ratio = cap / eq[s] if eq[s] > 0.0 else 1.0
+                    for a in range(n_a):
+                        target[s, a] = np.floor(units[s, a] * ratio)
+                    pending[s] = True
         for a in range(n_a):
             u = 0.0
             for s in range(n_s):
@@ -309,7 +335,10 @@ def _baseline_full(
     panel: SyntheticPanel,
 ) -> Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     capital = CAPITAL * ALLOC_WEIGHTS
-    return lambda: baseline_pass_nb(panel.prices, panel.weights, panel.has_signal, capital, COSTS)
+    monthly = calendar_mask(panel.index, "month_end")
+    return lambda: baseline_pass_nb(
+        panel.prices, panel.weights, panel.has_signal, capital, COSTS, monthly
+    )
 
 
 # --------------------------------------------------------------------------- tests
@@ -325,7 +354,7 @@ def test_baseline_matches_kernel(synthetic_panel: SyntheticPanel) -> None:
     out = simulate_nb(*args)
     b_eq, _, b_units = baseline_pass_nb(
         panel.prices, np.ascontiguousarray(w), panel.has_signal, CAPITAL * ALLOC_WEIGHTS,
-        COSTS_NO_MIN,
+        COSTS_NO_MIN, np.zeros(len(panel.index), dtype=bool),
     )  # fmt: skip
     k_final = float(out.equity[-1].sum())
     b_final = float(b_eq[-1].sum())
