@@ -7,6 +7,8 @@ Everything that turns *target units* into *fills* lives here, once:
    ``|d| * price`` is below ``min_trade_value`` are dropped, and so is floating-point dust
    (``|d| <= 1e-9 * max(|target|, |units|)``).
 2. **Sells before buys.** Sell proceeds net of the sleeve's *standalone* costs are credited first.
+   If the account would still be overdrawn (beyond its leverage allowance), the sells whose
+   proceeds do not cover their own costs (tiny lots under a minimum commission) are dropped.
 3. **Capital transfers** between sleeves (portfolio-level rebalancing) are applied next. A
    negative transfer never takes a sleeve's cash below zero: it is clipped, and the positive
    transfers are scaled down pro rata by what could actually be released.
@@ -242,6 +244,20 @@ def plan_fills_nb(
                 n = -d * p
                 proceeds += n - _order_cost_nb(n, costs)
         avail[s] = cash[s] + proceeds
+        if active[s] and avail[s] + (max_leverage - 1.0) * max(equity[s], 0.0) < 0.0:
+            # Sells whose proceeds do not even cover their own costs (tiny lots under a
+            # minimum commission) would overdraw the account: drop them.
+            proceeds = 0.0
+            for a in range(n_a):
+                d = q[s, a]
+                if d < 0.0:
+                    n = -d * prices[a]
+                    net = n - _order_cost_nb(n, costs)
+                    if net < 0.0:
+                        q[s, a] = 0.0
+                    else:
+                        proceeds += net
+            avail[s] = cash[s] + proceeds
 
     # Transfers: what a giving sleeve can release is bounded by its cash after sells.
     released = 0.0

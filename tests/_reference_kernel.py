@@ -260,12 +260,24 @@ def ref_step(
             if abs(d) > dust and abs(d) * p >= min_trade_value:
                 orders[(s, a)] = d
 
-    # 2. sells first: proceeds net of standalone costs
+    # 2. sells first: proceeds net of standalone costs; loss-making sells (proceeds below
+    #    their own costs) are dropped when the account would otherwise be overdrawn
     avail = list(cash)
     for (s, a), d in orders.items():
         if d < 0.0:
             n = -d * prices[a]
             avail[s] += n - ref_order_cost(n, costs)
+    for s in range(n_acc):
+        if active[s] and avail[s] + (max_leverage - 1.0) * max(equity[s], 0.0) < 0.0:
+            avail[s] = cash[s]
+            for (acc, a), d in list(orders.items()):
+                if acc != s or d >= 0.0:
+                    continue
+                net = -d * prices[a] - ref_order_cost(-d * prices[a], costs)
+                if net < 0.0:
+                    del orders[(acc, a)]
+                else:
+                    avail[s] += net
 
     # 3. transfers: givers release at most their cash after sells, receivers share pro rata
     eff = [0.0] * n_acc
