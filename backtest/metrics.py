@@ -319,8 +319,19 @@ def annual_volatility(returns: VectorLike, periods_per_year: float = 252) -> flo
     return float(np.std(r, ddof=1) * math.sqrt(ppy))
 
 
-def _dispersion_tol(r: FloatArray, rf: float) -> float:
-    return _ZERO_DISPERSION_TOL * max(1.0, float(np.max(np.abs(r))), abs(rf))
+def _excess_returns(
+    returns: VectorLike, rf_annual: float, periods_per_year: float
+) -> tuple[FloatArray, float, float]:
+    """Validated excess returns ``r - rf``, their zero-dispersion tolerance, and ``ppy``.
+
+    The tolerance ``1e-12 * max(1, max|r|, |rf|)`` scales with the data, so a constant series
+    counts as dispersion-free whatever its level.
+    """
+    r = _as_vector(returns, "returns")
+    ppy = _check_ppy(periods_per_year)
+    rf = _per_period_rf(rf_annual, ppy)
+    tol = _ZERO_DISPERSION_TOL * max(1.0, float(np.max(np.abs(r))), abs(rf))
+    return r - rf, tol, ppy
 
 
 def sharpe_ratio(
@@ -354,14 +365,11 @@ def sharpe_ratio(
     ConfigError
         ``periods_per_year`` or ``rf_annual`` out of range.
     """
-    r = _as_vector(returns, "returns")
-    ppy = _check_ppy(periods_per_year)
-    rf = _per_period_rf(rf_annual, ppy)
-    if r.size < 2:
+    excess, tol, ppy = _excess_returns(returns, rf_annual, periods_per_year)
+    if excess.size < 2:
         return math.nan
-    excess = r - rf
     sd = float(np.std(excess, ddof=1))
-    if sd <= _dispersion_tol(r, rf):
+    if sd <= tol:
         return math.nan
     return float(np.mean(excess) / sd * math.sqrt(ppy))
 
@@ -399,15 +407,11 @@ def sortino_ratio(
     ConfigError
         ``periods_per_year`` or ``rf_annual`` out of range.
     """
-    r = _as_vector(returns, "returns")
-    ppy = _check_ppy(periods_per_year)
-    rf = _per_period_rf(rf_annual, ppy)
-    if r.size < 2:
+    excess, tol, ppy = _excess_returns(returns, rf_annual, periods_per_year)
+    if excess.size < 2:
         return math.nan
-    excess = r - rf
     downside = float(np.sqrt(np.mean(np.minimum(excess, 0.0) ** 2)))
     mean_excess = float(np.mean(excess))
-    tol = _dispersion_tol(r, rf)
     if downside <= tol:
         return math.inf if mean_excess > tol else math.nan
     return float(mean_excess * ppy / (downside * math.sqrt(ppy)))

@@ -33,6 +33,7 @@ from typing import Any, Literal, Self, TypeVar, cast
 import numpy as np
 
 from portfolio.errors import ConfigError
+from portfolio.rebalance_nb import commission_nb
 
 __all__ = [
     "CostModel",
@@ -241,6 +242,27 @@ def _float_mapping(value: Any, owner: str, name: str) -> MappingProxyType[str, f
     return MappingProxyType(out)
 
 
+def _is_sequence(value: Any) -> bool:
+    """A list-like container: iterable, but not a string, bytes or mapping."""
+    return isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping)
+
+
+def _as_tuple(value: Any, owner: str, name: str, item: str, ctx: str = "") -> tuple[Any, ...]:
+    """Field ``name`` as a tuple; a non-sequence raises ``ConfigError`` naming ``item`` type."""
+    if not _is_sequence(value):
+        raise ConfigError(
+            f"{owner}.{name} must be a sequence of {item}, got {_describe(value)}{ctx}"
+        )
+    return tuple(value)
+
+
+def _decode_items(owner: str, name: str, raw: Any, item_cls: Any) -> tuple[Any, ...]:
+    """``from_dict`` helper: a list of ``item_cls`` instances or their ``to_dict()`` mappings."""
+    if not _is_sequence(raw):
+        raise ConfigError(f"{owner}.from_dict: {name} must be a list, got {_describe(raw)}")
+    return tuple(x if isinstance(x, item_cls) else item_cls.from_dict(x) for x in raw)
+
+
 # --------------------------------------------------------------------------------------------
 # Contracts
 # --------------------------------------------------------------------------------------------
@@ -337,13 +359,7 @@ class PortfolioConfig:
         _field(self, owner, "total_capital", _POSITIVE, ctx)
         _field(self, owner, "rebalance_threshold", _NONNEG, ctx)
         _field(self, owner, "rebalance_frequency_hours", _POSITIVE, ctx)
-        allocs = self.allocations
-        if isinstance(allocs, str | bytes | Mapping) or not isinstance(allocs, Iterable):
-            raise ConfigError(
-                f"{owner}.allocations must be a sequence of StrategyAllocation, "
-                f"got {_describe(allocs)}{ctx}"
-            )
-        allocs = tuple(allocs)
+        allocs = _as_tuple(self.allocations, owner, "allocations", "StrategyAllocation", ctx)
         if not allocs:
             raise ConfigError(f"{owner}.allocations must not be empty{ctx}")
         seen: set[str] = set()
@@ -406,13 +422,8 @@ class PortfolioConfig:
             ("rebalance_threshold", "rebalance_frequency_hours"),
         )
         kwargs = dict(data)
-        raw = kwargs["allocations"]
-        if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Iterable):
-            raise ConfigError(
-                f"PortfolioConfig.from_dict: allocations must be a list, got {_describe(raw)}"
-            )
-        kwargs["allocations"] = tuple(
-            a if isinstance(a, StrategyAllocation) else StrategyAllocation.from_dict(a) for a in raw
+        kwargs["allocations"] = _decode_items(
+            "PortfolioConfig", "allocations", kwargs["allocations"], StrategyAllocation
         )
         return cls(**kwargs)
 
@@ -522,8 +533,43 @@ def _check_side(value: Any) -> str:
     return _check_choice(value, _SIDES)
 
 
+class _Trade:
+    """Mixin for the fields an order and a fill share (``strategy_id`` ... ``price``).
+
+    Holds no state (empty ``__slots__``), so the slotted dataclasses built on it stay slotted.
+    """
+
+    __slots__ = ()
+    strategy_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+
+    @property
+    def notional(self) -> float:
+        """``quantity * price`` in currency (always >= 0)."""
+        return self.quantity * self.price
+
+    @property
+    def signed_quantity(self) -> float:
+        """``+quantity`` for a buy, ``-quantity`` for a sell (units)."""
+        return self.quantity if self.side == "buy" else -self.quantity
+
+
+def _check_trade(obj: _Trade, owner: str) -> str:
+    """Validate the :class:`_Trade` fields of ``obj`` in place; return the message context."""
+    _run(_check_str, obj.strategy_id, owner, "strategy_id")
+    ctx = f" (strategy {obj.strategy_id!r}, symbol {obj.symbol!r})"
+    _run(_check_str, obj.symbol, owner, "symbol", ctx)
+    _run(_check_side, obj.side, owner, "side", ctx)
+    _field(obj, owner, "quantity", _POSITIVE, ctx)
+    _field(obj, owner, "price", _POSITIVE, ctx)
+    return ctx
+
+
 @dataclass(frozen=True, slots=True)
-class OrderIntent:
+class OrderIntent(_Trade):
     """An order a strategy sleeve wants to place (before execution).
 
     Parameters
@@ -550,24 +596,8 @@ class OrderIntent:
     reason: str = "rebalance"
 
     def __post_init__(self) -> None:
-        owner = "OrderIntent"
-        _run(_check_str, self.strategy_id, owner, "strategy_id")
-        ctx = f" (strategy {self.strategy_id!r}, symbol {self.symbol!r})"
-        _run(_check_str, self.symbol, owner, "symbol", ctx)
-        _run(_check_side, self.side, owner, "side", ctx)
-        _field(self, owner, "quantity", _POSITIVE, ctx)
-        _field(self, owner, "price", _POSITIVE, ctx)
-        _run(_check_str, self.reason, owner, "reason", ctx)
-
-    @property
-    def notional(self) -> float:
-        """``quantity * price`` in currency (always >= 0)."""
-        return self.quantity * self.price
-
-    @property
-    def signed_quantity(self) -> float:
-        """``+quantity`` for a buy, ``-quantity`` for a sell (units)."""
-        return self.quantity if self.side == "buy" else -self.quantity
+        ctx = _check_trade(self, "OrderIntent")
+        _run(_check_str, self.reason, "OrderIntent", "reason", ctx)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
@@ -590,7 +620,7 @@ class OrderIntent:
 
 
 @dataclass(frozen=True, slots=True)
-class FillEvent:
+class FillEvent(_Trade):
     """An executed trade.
 
     Parameters
@@ -624,25 +654,10 @@ class FillEvent:
 
     def __post_init__(self) -> None:
         owner = "FillEvent"
-        _run(_check_str, self.strategy_id, owner, "strategy_id")
-        ctx = f" (strategy {self.strategy_id!r}, symbol {self.symbol!r})"
-        _run(_check_str, self.symbol, owner, "symbol", ctx)
-        _run(_check_side, self.side, owner, "side", ctx)
-        _field(self, owner, "quantity", _POSITIVE, ctx)
-        _field(self, owner, "price", _POSITIVE, ctx)
+        ctx = _check_trade(self, owner)
         _field(self, owner, "commission", _NONNEG, ctx)
         _field(self, owner, "slippage", _NONNEG, ctx)
         _field(self, owner, "timestamp_ns", _check_int, ctx)
-
-    @property
-    def notional(self) -> float:
-        """``quantity * price`` in currency (always >= 0)."""
-        return self.quantity * self.price
-
-    @property
-    def signed_quantity(self) -> float:
-        """``+quantity`` for a buy, ``-quantity`` for a sell (units)."""
-        return self.quantity if self.side == "buy" else -self.quantity
 
     @property
     def cash_delta(self) -> float:
@@ -706,12 +721,7 @@ class RebalancePlan:
         _run(_check_str, self.portfolio_id, owner, "portfolio_id")
         ctx = f" (portfolio {self.portfolio_id!r})"
         _field(self, owner, "timestamp_ns", _check_int, ctx)
-        trades = self.trades
-        if isinstance(trades, str | bytes | Mapping) or not isinstance(trades, Iterable):
-            raise ConfigError(
-                f"{owner}.trades must be a sequence of OrderIntent, got {_describe(trades)}{ctx}"
-            )
-        trades = tuple(trades)
+        trades = _as_tuple(self.trades, owner, "trades", "OrderIntent", ctx)
         for i, trade in enumerate(trades):
             if not isinstance(trade, OrderIntent):
                 raise ConfigError(
@@ -747,14 +757,7 @@ class RebalancePlan:
             (),
         )
         kwargs = dict(data)
-        raw = kwargs["trades"]
-        if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Iterable):
-            raise ConfigError(
-                f"RebalancePlan.from_dict: trades must be a list, got {_describe(raw)}"
-            )
-        kwargs["trades"] = tuple(
-            t if isinstance(t, OrderIntent) else OrderIntent.from_dict(t) for t in raw
-        )
+        kwargs["trades"] = _decode_items("RebalancePlan", "trades", kwargs["trades"], OrderIntent)
         return cls(**kwargs)
 
 
@@ -797,17 +800,17 @@ class CostModel:
             _field(self, "CostModel", name, _NONNEG)
 
     def commission(self, notional: float) -> float:
-        """Commission in currency for one order of ``notional`` (currency, sign ignored)."""
-        if notional == 0:
-            return 0.0
-        return max(
-            self.commission_min,
-            self.commission_bps * 1e-4 * abs(notional) + self.commission_fixed,
-        )
+        """Commission in currency for one order of ``notional`` (currency, sign ignored).
+
+        Evaluated by :func:`portfolio.rebalance_nb.commission_nb`, the very formula the
+        backtest pass and the live rebalance step charge.
+        """
+        return float(commission_nb(abs(float(notional)), self.as_array()))
 
     def slippage(self, notional: float) -> float:
         """Slippage cost in currency for one order of ``notional`` (sign ignored)."""
-        return self.slippage_bps * 1e-4 * abs(notional)
+        # Same parameter array and formula as the jitted step (``costs[3] * 1e-4 * notional``).
+        return float(self.as_array()[3] * 1e-4 * abs(notional))
 
     def as_array(self) -> np.ndarray:
         """``[commission_bps, commission_fixed, commission_min, slippage_bps]``, float64 (4,)."""

@@ -240,14 +240,21 @@ def _add_row_nb(
 
 
 @njit(cache=True)
-def _ewma_path_nb(
+def _path_nb(
     returns: FloatArray,
     lam: float,
+    lookback: int,
     min_history: int,
     shrinkage: float,
     scale: float,
     missing_variance: float,
 ) -> FloatArray:  # pragma: no cover - jitted
+    """Covariance at every bar from running pairwise sums, shape (T, A, A).
+
+    ``lookback == 0`` selects the EWMA (every sum decays by ``lam`` per bar); ``lookback > 0``
+    a rolling window of that many bars (``lam`` is then unused). Only the update of the sums
+    differs; the estimate emitted from them is the same for both.
+    """
     n_bars, n_assets = returns.shape
     out = np.empty((n_bars, n_assets, n_assets))
     cnt = np.zeros((n_assets, n_assets), dtype=np.int64)
@@ -259,61 +266,32 @@ def _ewma_path_nb(
     available = np.zeros(n_assets, dtype=np.bool_)
     lam2 = lam * lam
     for t in range(n_bars):
-        # Decay every sum by one bar, then add bar t with weight 1: w_s = lam ** (t - s).
-        for i in range(n_assets):
-            for j in range(n_assets):
-                sx[i, j] *= lam
-                if j >= i:
-                    sw[i, j] *= lam
-                    sw2[i, j] *= lam2
-                    sxy[i, j] *= lam
-        _add_row_nb(returns[t], 1.0, cnt, sw, sw2, sx, sxy)
-        any_available = False
-        for i in range(n_assets):
-            available[i] = cnt[i, i] >= min_history
-            any_available = any_available or available[i]
-        if not any_available:
-            out[t] = np.nan
-            continue
-        _raw_from_sums_nb(cnt, sw, sw2, sx, sxy, scale, raw)
-        _finalize_nb(raw, available, shrinkage, missing_variance, out[t])
-    return out
-
-
-@njit(cache=True)
-def _rolling_path_nb(
-    returns: FloatArray,
-    lookback: int,
-    min_history: int,
-    shrinkage: float,
-    scale: float,
-    missing_variance: float,
-) -> FloatArray:  # pragma: no cover - jitted
-    n_bars, n_assets = returns.shape
-    out = np.empty((n_bars, n_assets, n_assets))
-    cnt = np.zeros((n_assets, n_assets), dtype=np.int64)
-    sw = np.zeros((n_assets, n_assets))
-    sw2 = np.zeros((n_assets, n_assets))
-    sx = np.zeros((n_assets, n_assets))
-    sxy = np.zeros((n_assets, n_assets))
-    raw = np.empty((n_assets, n_assets))
-    available = np.zeros(n_assets, dtype=np.bool_)
-    for t in range(n_bars):
-        start = t - lookback + 1
-        if start > 0 and start % lookback == 0:
-            # Rebuild the window sums from scratch every `lookback` bars so that the rounding
-            # of add/remove updates cannot accumulate over a long history.
-            cnt[:] = 0
-            sw[:] = 0.0
-            sw2[:] = 0.0
-            sx[:] = 0.0
-            sxy[:] = 0.0
-            for s in range(start, t + 1):
-                _add_row_nb(returns[s], 1.0, cnt, sw, sw2, sx, sxy)
-        else:
+        if lookback == 0:
+            # Decay every sum by one bar, then add bar t with weight 1: w_s = lam ** (t - s).
+            for i in range(n_assets):
+                for j in range(n_assets):
+                    sx[i, j] *= lam
+                    if j >= i:
+                        sw[i, j] *= lam
+                        sw2[i, j] *= lam2
+                        sxy[i, j] *= lam
             _add_row_nb(returns[t], 1.0, cnt, sw, sw2, sx, sxy)
-            if start > 0:
-                _add_row_nb(returns[start - 1], -1.0, cnt, sw, sw2, sx, sxy)
+        else:
+            start = t - lookback + 1
+            if start > 0 and start % lookback == 0:
+                # Rebuild the window sums from scratch every `lookback` bars so that the
+                # rounding of add/remove updates cannot accumulate over a long history.
+                cnt[:] = 0
+                sw[:] = 0.0
+                sw2[:] = 0.0
+                sx[:] = 0.0
+                sxy[:] = 0.0
+                for s in range(start, t + 1):
+                    _add_row_nb(returns[s], 1.0, cnt, sw, sw2, sx, sxy)
+            else:
+                _add_row_nb(returns[t], 1.0, cnt, sw, sw2, sx, sxy)
+                if start > 0:
+                    _add_row_nb(returns[start - 1], -1.0, cnt, sw, sw2, sx, sxy)
         any_available = False
         for i in range(n_assets):
             available[i] = cnt[i, i] >= min_history
@@ -380,7 +358,7 @@ def ewma_covariance_path(
     missing = _check_positive("missing_variance", missing_variance)
     lam = 0.5 ** (1.0 / hl)
     logger.debug("EWMA covariance path: %s bars x %s assets, halflife %g", *data.shape, hl)
-    return _ewma_path_nb(data, lam, min_hist, shrink, scale, missing)
+    return _path_nb(data, lam, 0, min_hist, shrink, scale, missing)
 
 
 def rolling_covariance_path(
@@ -435,7 +413,7 @@ def rolling_covariance_path(
     scale = _check_positive("periods_per_year", periods_per_year)
     missing = _check_positive("missing_variance", missing_variance)
     logger.debug("Rolling covariance path: %s bars x %s assets, lookback %d", *data.shape, look)
-    return _rolling_path_nb(data, look, min_hist, shrink, scale, missing)
+    return _path_nb(data, 1.0, look, min_hist, shrink, scale, missing)
 
 
 def covariance_at(

@@ -492,6 +492,20 @@ class GaussianHMM2:
         return params
 
 
+def _checked_forward(returns: np.ndarray, params: HMMParams) -> tuple[np.ndarray, float]:
+    """Validate ``returns`` (1-D, all finite) and run the scaled forward pass: ``(alpha, ll)``."""
+    x = _as_1d_float(returns, "returns")
+    _check_finite(x, returns, "returns", allow_leading_nan=False)
+    alpha, ll = _forward_nb(
+        np.ascontiguousarray(x),
+        params.start_prob.copy(),
+        params.trans.copy(),
+        params.means.copy(),
+        params.variances.copy(),
+    )
+    return alpha, float(ll)
+
+
 def forward_filter(returns: np.ndarray, params: HMMParams) -> np.ndarray:
     """Filtered state probabilities ``P(s_t | r_1..r_t)`` by the scaled forward recursion.
 
@@ -513,15 +527,7 @@ def forward_filter(returns: np.ndarray, params: HMMParams) -> np.ndarray:
     ValueError
         If ``returns`` is not 1-D or holds a non-finite value (first bad position named).
     """
-    x = _as_1d_float(returns, "returns")
-    _check_finite(x, returns, "returns", allow_leading_nan=False)
-    alpha, _ = _forward_nb(
-        np.ascontiguousarray(x),
-        params.start_prob.copy(),
-        params.trans.copy(),
-        params.means.copy(),
-        params.variances.copy(),
-    )
+    alpha, _ = _checked_forward(returns, params)
     return alpha
 
 
@@ -533,16 +539,8 @@ def log_likelihood(returns: np.ndarray, params: HMMParams) -> float:
     ValueError
         If ``returns`` is not 1-D or holds a non-finite value (first bad position named).
     """
-    x = _as_1d_float(returns, "returns")
-    _check_finite(x, returns, "returns", allow_leading_nan=False)
-    _, ll = _forward_nb(
-        np.ascontiguousarray(x),
-        params.start_prob.copy(),
-        params.trans.copy(),
-        params.means.copy(),
-        params.variances.copy(),
-    )
-    return float(ll)
+    _, ll = _checked_forward(returns, params)
+    return ll
 
 
 # ---------------------------------------------------------------------------------------------

@@ -578,6 +578,10 @@ def test_scaling_equity_changes_nothing(
             assert close(scaled[key], base[key] * k, rel=1e-9)
         elif math.isnan(base[key]):
             assert math.isnan(scaled[key]), key
+        elif key == "calmar" and abs(base["max_drawdown"]) < 1e-9:
+            # A drawdown at floating-point noise level (e.g. -7e-13) is itself rounding: its
+            # relative error under scaling is large and cagr / |mdd| amplifies it to ~1e17.
+            continue
         else:
             assert close(scaled[key], base[key], rel=1e-7, abs_=1e-9), key
     # a power-of-two scale is exact in floating point, so even the bar counts must agree
