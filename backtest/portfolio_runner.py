@@ -143,8 +143,13 @@ def run(args: argparse.Namespace) -> int:
 
         print("\nper-strategy contribution (black_litterman attribution):")
         print(contribution_summary(result).to_string(float_format=lambda v: f"{v:,.4f}"))
+    final = result.allocations.iloc[-1]
     print(
-        f"\ntrades {len(result.trades)}, rebalances {len(result.rebalances)}, "
+        "\nfinal capital per account: "
+        + ", ".join(f"{name} {value:,.2f}" for name, value in final.items())
+    )
+    print(
+        f"trades {len(result.trades)}, rebalances {len(result.rebalances)}, "
         f"costs {result.total_costs:,.2f}, saved by netting {result.total_netting_saved:,.2f}, "
         f"final equity {result.equity.iloc[-1]:,.2f}"
     )
