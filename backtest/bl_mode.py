@@ -37,11 +37,15 @@ returns to Python for that close only.
 Attribution
 -----------
 At each traded close the target weight of asset ``j`` is split among the prior and the
-strategies in proportion to the absolute size of their part of ``mu_BL,j``:
-``part_s,j = w_j * |c_s,j| / (|pi_j| + sum_s' |c_s',j|)`` where ``c_s,j`` is the sum of the
-contributions of strategy ``s``'s views to asset ``j`` and the ``equilibrium`` part uses
-``|pi_j|``. The parts add up to ``w_j`` exactly (up to rounding); between traded closes the
-split of the last traded target is held.
+strategies in proportion to their signed part of the posterior mean:
+``part_s,j = w_j * c_s,j / mu_j`` where ``c_s,j`` is the sum of the contributions of strategy
+``s``'s views to asset ``j`` and the ``equilibrium`` part is ``w_j * pi_j / mu_j``; since
+``mu_j = pi_j + sum_s c_s,j`` the parts add up to ``w_j`` exactly (up to rounding). A strategy
+whose views pulled against the position gets a part of the opposite sign. Where the sources
+largely cancel (``|mu_j| < 0.25 * (|pi_j| + sum_s |c_s,j|)``, or ``|mu_j| < 1e-6``) the signed
+shares would be huge offsetting numbers, so the split uses absolute sizes instead
+(``|c_s,j| / (|pi_j| + sum |c|)``); every part is thus at most ``4 |w_j|``. Between traded
+closes the split of the last traded target is held.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ logger = logging.getLogger(__name__)
 BL_ACCOUNT = "black_litterman"
 #: Name of the prior's part in the attribution.
 EQUILIBRIUM = "equilibrium"
+#: Below this |mu_BL| (annualized) the attribution splits by absolute contributions.
+ATTRIBUTION_MIN_MU = 1e-6
+#: ... and also where |mu_BL| is below this share of |pi| + sum |c| (sources largely cancel).
+ATTRIBUTION_MIN_NET_SHARE = 0.25
 #: Keeps Omega finite when confidence * clarity is 0 (then the view is ignored in effect).
 VIEW_EPS = 1e-8
 #: Annualized variance below which an asset is treated as a stale quote (1% volatility).
@@ -477,9 +485,13 @@ def black_litterman_targets(
     # history) and it actually moved: a stale quote with near-zero variance would look riskless
     # to the optimizer (and make the view system numerically singular).
     variances = np.einsum("taa->ta", cov)
+    # ... and it has min_history returns of its own (before that the covariance path holds a
+    # placeholder variance for it).
+    history = np.cumsum(np.isfinite(returns), axis=0)
     valid = (
         np.isfinite(cov).all(axis=2)
         & np.isfinite(panel.values())
+        & (history >= bl.min_history)
         & (np.nan_to_num(variances, nan=0.0) > MIN_VARIANCE)
     )
     clarity = regime_clarity_path(engine)
@@ -669,11 +681,23 @@ def strategy_attribution(
         gives the target weight of each asset.
     """
     n_t = candidates.shape[0]
-    absc = np.abs(contrib)  # (T, K, A)
-    denom = np.abs(pi) + absc.sum(axis=1)  # (T, A)
+    mu = pi + contrib.sum(axis=1)  # (T, A), the posterior mean
+    absc = np.abs(contrib)
+    abs_den = np.abs(pi) + absc.sum(axis=1)
+    # The signed split is well conditioned only when the sources do not largely cancel:
+    # |parts| <= |w| / ATTRIBUTION_MIN_NET_SHARE.
+    signed = (np.abs(mu) >= ATTRIBUTION_MIN_MU) & (
+        np.abs(mu) >= ATTRIBUTION_MIN_NET_SHARE * abs_den
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        eq_share = np.where(denom > 0.0, np.abs(pi) / denom, 1.0)
-        s_share = np.where(denom[:, None, :] > 0.0, absc / denom[:, None, :], 0.0)
+        # Signed split: each source's share of mu_j (a bearish view gets a negative part of a
+        # long). Where mu_j is ~0 the shares are undefined: split by absolute sizes instead.
+        eq_share = np.where(signed, pi / mu, np.where(abs_den > 0.0, np.abs(pi) / abs_den, 1.0))
+        s_share = np.where(
+            signed[:, None, :],
+            contrib / mu[:, None, :],
+            np.where(abs_den[:, None, :] > 0.0, absc / abs_den[:, None, :], 0.0),
+        )
     parts = np.concatenate(
         [(eq_share * candidates)[:, None, :], s_share * candidates[:, None, :]], axis=1
     )  # (T, K + 1, A)
@@ -690,22 +714,28 @@ def strategy_attribution(
 def contribution_summary(result: PortfolioBacktestResult) -> pd.DataFrame:
     """Per-source contribution to the book's return, from :attr:`strategy_attribution`.
 
-    ``contribution_s = sum_t sum_j part_s,j(t-1) * r_j(t)``: the weight each source put on asset
-    ``j`` at the previous close times the asset's simple return. Also the average gross weight
-    attributed to the source. The contributions of all sources add up to the return of the
-    target book (before costs and lot rounding).
+    ``contribution_s = sum_t sum_j part_s,j(t - 1 - lag) * r_j(t)``: the weight each source put
+    on asset ``j`` in the target that was held over bar ``t`` (traded ``lag`` closes after it was
+    decided) times the asset's simple return, summed arithmetically over bars (not compounded).
+    ``annualized_contribution`` is the mean per bar times ``periods_per_year``. Also the average
+    net and gross weight attributed to the source (the net weights add up to the book's). The
+    contributions of all sources add up to the arithmetic sum of the target book's bar returns
+    (before costs and lot rounding).
     """
     attr = result.strategy_attribution
     if attr is None:
         raise ValueError("this result has no strategy attribution (sleeves mode)")
     rets = result.prices.pct_change(fill_method=None).fillna(0.0)
     ppy = int(result.manifest.get("periods_per_year", 252))
+    lag = int(result.manifest.get("execution_lag", 1))
     rows = {}
     for source in attr.columns.get_level_values(0).unique():
         part = attr[source]
-        held = part.shift(1).fillna(0.0)
+        # A target traded at close t is held from close t + lag: it earns from t + lag + 1.
+        held = part.shift(1 + lag).fillna(0.0)
         contrib = (held * rets[part.columns]).sum(axis=1)
         rows[source] = {
+            "avg_net_weight": float(part.sum(axis=1).mean()),
             "avg_gross_weight": float(part.abs().sum(axis=1).mean()),
             "return_contribution": float(contrib.sum()),
             "annualized_contribution": float(contrib.mean() * ppy),

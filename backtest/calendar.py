@@ -74,8 +74,8 @@ def drift_check_mask(index: pd.DatetimeIndex, frequency_hours: float) -> np.ndar
     """Bars on which the allocation drift is checked.
 
     The first bar, then each first bar at least ``frequency_hours`` after the previous check
-    (calendar time with a 5% tolerance, so 24 hours on daily bars checks every trading day and
-    168 hours once a week).
+    (calendar time, with a tolerance of 5% of the period but under half a bar: 24 hours checks
+    every trading day on daily bars and every 24th bar on hourly bars; 168 hours once a week).
 
     Parameters
     ----------
@@ -92,7 +92,10 @@ def drift_check_mask(index: pd.DatetimeIndex, frequency_hours: float) -> np.ndar
             f"portfolio.rebalance_frequency_hours: must be > 0, got {frequency_hours!r}"
         )
     ts = np.asarray(index.as_unit("ns").asi8, dtype=np.int64)
-    # 5% tolerance so that daylight-saving shifts or feed jitter do not skip a check:
-    # with tz-aware daily closes, "24 hours" must still mean "the next trading day".
-    every = max(round(frequency_hours * _NS_PER_HOUR * 0.95), 1)
+    # Tolerance so that daylight-saving shifts or feed jitter do not skip a check (with
+    # tz-aware daily closes "24 hours" must still mean "the next trading day"): 5% of the
+    # period, but less than half a bar, so that on hourly bars 24 hours stays 24 bars.
+    period = frequency_hours * _NS_PER_HOUR
+    spacing = float(np.median(np.diff(ts))) if len(ts) > 1 else period
+    every = max(round(period - min(0.05 * period, 0.49 * spacing)), 1)
     return np.asarray(check_bars_nb(ts, every), dtype=bool)

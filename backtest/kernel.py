@@ -17,7 +17,10 @@ The clock, per bar ``t`` (prices are closes):
      sleeve drift from its capital target exceeds ``rebalance_threshold``, or on a calendar bar,
      capital is moved between sleeves (reasons ``drift`` / ``calendar``): each sleeve's target
      capital comes from :func:`portfolio.allocation.allocate_capital`, its holdings are resized
-     by ``target / equity`` (its composition is kept), the difference moves as cash.
+     by ``target / equity`` (its composition is kept; a sleeve holding nothing, or getting a
+     new target row that bar, is sized from its strategy's latest weights instead), the
+     difference moves as cash. A calendar date that falls while a rebalance is in flight
+     (``lag >= 2``) fires as soon as nothing is in flight.
      Capital beyond every sleeve's ``max_capital`` waits in a cash-only *reserve* account (the
      last account, index ``S``).
 
@@ -50,6 +53,8 @@ __all__ = [
     "REASON_SIGNAL",
     "SimulationOutput",
     "check_bars_nb",
+    "period_return_nb",
+    "period_returns_nb",
     "simulate_nb",
 ]
 
@@ -135,6 +140,53 @@ def check_bars_nb(timestamps_ns: np.ndarray, every_ns: int) -> np.ndarray:
         if timestamps_ns[t] - last >= every_ns:
             out[t] = True
             last = timestamps_ns[t]
+    return out
+
+
+@njit(cache=True)
+def period_return_nb(prev_capital: float, capital: float, flow: float) -> float:
+    """Time-weighted return of an account over one bar, capital moved in or out excluded.
+
+    ``(capital - flow - prev_capital) / (prev_capital + max(flow, 0))``: the P&L of the bar
+    (including the costs of deploying an inflow) over the capital at work, an inflow counting
+    as present for the whole bar (it arrives at a close and is deployed at that close). 0 when
+    there was no capital at work.
+
+    Parameters
+    ----------
+    prev_capital, capital : float
+        Account value at the previous and at this close, currency.
+    flow : float
+        Capital moved into the account at this close (negative = out), currency.
+    """
+    base = prev_capital + max(flow, 0.0)
+    if not base > 0.0:
+        return 0.0
+    return (capital - flow - prev_capital) / base
+
+
+@njit(cache=True)
+def period_returns_nb(capital: np.ndarray, flows: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """:func:`period_return_nb` for every bar and account.
+
+    Parameters
+    ----------
+    capital, flows : ndarray, shape (T, K)
+        End-of-bar account values and flows into them, currency.
+    initial : ndarray, shape (K,)
+        Account values before the first bar.
+
+    Returns
+    -------
+    ndarray, shape (T, K)
+    """
+    n_t, n_k = capital.shape
+    out = np.empty((n_t, n_k))
+    for k in range(n_k):
+        prev = initial[k]
+        for t in range(n_t):
+            out[t, k] = period_return_nb(prev, capital[t, k], flows[t, k])
+            prev = capital[t, k]
     return out
 
 
@@ -331,6 +383,7 @@ def simulate_nb(
     latest_target = np.zeros((n_acc, n_a))
     latest_slot = np.full(n_acc, -1, dtype=np.int64)
     pending_in = np.zeros(n_acc)
+    calendar_due = False
 
     q = np.zeros((n_acc, n_a))
     eff_t = np.zeros(n_acc)
@@ -386,10 +439,8 @@ def simulate_nb(
                 tt = t - n_win + 1 + i
                 for s in range(n_s):
                     # time-weighted: capital moved in or out is not performance
-                    prev = out_eq[tt - 1, s]
                     cur = eq[s] if tt == t else out_eq[tt, s]
-                    cur -= out_flow[tt, s]
-                    rets[i, s] = cur / prev - 1.0 if prev > 0.0 else 0.0
+                    rets[i, s] = period_return_nb(out_eq[tt - 1, s], cur, out_flow[tt, s])
             w_now = risk_adjusted_weights_nb(
                 rets[:n_win], base_w, ra_sensitivity,
                 min_capital / max(total, 1e-300), max_capital / max(total, 1e-300),
@@ -404,9 +455,14 @@ def simulate_nb(
             for s in range(n_s):
                 worst = max(worst, abs(drift[s]))
         fire_reason = -1
+        if portfolio_rebalancing and calendar_mask[t]:
+            calendar_due = True
         if portfolio_rebalancing and n_portfolio_pending == 0 and total > 0.0:
-            if calendar_mask[t]:
+            if calendar_due:
+                # A calendar date that fell while a rebalance was in flight (lag >= 2) fires
+                # on the first bar where nothing is in flight: deferred, never dropped.
                 fire_reason = REASON_CALENDAR
+                calendar_due = False
             elif check_mask[t] and worst > threshold:
                 fire_reason = REASON_DRIFT
 
@@ -421,15 +477,23 @@ def simulate_nb(
                 cap = cap_target[s]
                 dec_transfer[s] = cap - eq[s]
                 dec_active[s] = True
-                if signal or (eq[s] <= 0.0 and has_last_w[s]):
+                # The holdings the sleeve will have once its pending orders fill.
+                base = latest_target[s] if latest_slot[s] >= 0 else units[s]
+                holds = False
+                for a in range(n_a):
+                    if base[a] != 0.0:
+                        holds = True
+                        break
+                if signal or (has_last_w[s] and (not holds or eq[s] <= 0.0)):
+                    # New weights, or a sleeve with nothing to resize (drained to cash or
+                    # empty): size its strategy's latest weights on the target capital.
                     sleeve_target_units_nb(
                         last_w[s], cap, p, risk_multiplier[s], max_leverage, lot_size, tgt_units
                     )
                     for a in range(n_a):
                         dec_target[s, a] = tgt_units[a]
                 else:
-                    # Resize the holdings the sleeve will have once pending orders fill.
-                    base = latest_target[s] if latest_slot[s] >= 0 else units[s]
+                    # Resize the holdings, composition kept.
                     ratio = cap / eq[s] if eq[s] > 0.0 else 1.0
                     for a in range(n_a):
                         dec_target[s, a] = round_to_lot_nb(base[a] * ratio, lot_size)

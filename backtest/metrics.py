@@ -621,6 +621,7 @@ def compute_metrics(
     initial_capital: float | None = None,
     rf_annual: float = 0.0,
     periods_per_year: float = 252,
+    turnover_capital: VectorLike | None = None,
 ) -> dict[str, float]:
     """All headline metrics of one equity curve.
 
@@ -642,6 +643,10 @@ def compute_metrics(
         Annual decimal risk-free rate for Sharpe and Sortino.
     periods_per_year : float, default 252
         Bars per year.
+    turnover_capital : array-like or Series, shape (n,), optional
+        The capital the traded notional is measured against in ``turnover`` (currency units,
+        > 0 on average); default ``equity``. A sleeve whose performance curve is a
+        time-weighted NAV passes its actual capital here.
 
     Returns
     -------
@@ -670,7 +675,8 @@ def compute_metrics(
         sharpe = sharpe_ratio(returns, rf_annual, ppy)
         sortino = sortino_ratio(returns, rf_annual, ppy)
 
-    turn = math.nan if traded_notional is None else turnover(traded_notional, e, ppy)
+    base = e if turnover_capital is None else turnover_capital
+    turn = math.nan if traded_notional is None else turnover(traded_notional, base, ppy)
     if costs is None:
         total_costs = 0.0
     else:
@@ -700,6 +706,7 @@ def metrics_table(
     initial_capital: pd.Series | Mapping[str, float] | None = None,
     rf_annual: float = 0.0,
     periods_per_year: float = 252,
+    turnover_capital: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Metrics of several equity curves side by side (one row per curve).
 
@@ -721,6 +728,8 @@ def metrics_table(
         Annual decimal risk-free rate.
     periods_per_year : float, default 252
         Bars per year.
+    turnover_capital : DataFrame, shape (n_bars, >= n_curves), optional
+        Per column, the capital ``turnover`` divides by (default: the equity column).
 
     Returns
     -------
@@ -743,7 +752,11 @@ def metrics_table(
     if not equities.columns.is_unique:
         dupes = sorted({str(c) for c in equities.columns[equities.columns.duplicated()]})
         raise DataError(f"equities: duplicate column names {dupes}")
-    for frame_name, frame in (("traded_notional", traded_notional), ("costs", costs)):
+    for frame_name, frame in (
+        ("traded_notional", traded_notional),
+        ("costs", costs),
+        ("turnover_capital", turnover_capital),
+    ):
         if frame is None:
             continue
         if not isinstance(frame, pd.DataFrame):
@@ -768,6 +781,7 @@ def metrics_table(
                 initial_capital=None if initial_capital is None else float(initial_capital[col]),
                 rf_annual=rf_annual,
                 periods_per_year=periods_per_year,
+                turnover_capital=None if turnover_capital is None else turnover_capital[col],
             )
         except ConfigError as exc:
             raise ConfigError(f"column {col!r}: {exc}") from exc

@@ -87,7 +87,7 @@ def _as_strategy_map(
 
 
 def weights_to_arrays(
-    frame: pd.DataFrame, prices: pd.DataFrame, strategy_id: str
+    frame: pd.DataFrame, prices: pd.DataFrame, strategy_id: str, *, allow_short: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate one strategy's target-weight frame and turn it into kernel arrays.
 
@@ -99,6 +99,10 @@ def weights_to_arrays(
         The panel the strategy was given (index and columns must match exactly).
     strategy_id : str
         For error messages.
+    allow_short : bool
+        Accept negative weights (short sales); the engine allows them only with
+        ``rebalance.max_leverage > 1``, since a short without margin would overdraw nothing but
+        could take a sleeve's equity below zero.
 
     Returns
     -------
@@ -117,6 +121,12 @@ def weights_to_arrays(
             "columns unchanged"
         )
     w = frame.to_numpy(dtype=np.float64, copy=True)
+    if np.isinf(w).any():
+        t, a = np.argwhere(np.isinf(w))[0]
+        raise ConfigError(
+            f"strategies.{strategy_id}: infinite target weight for {prices.columns[a]} at "
+            f"{prices.index[t].date()}"
+        )
     finite = np.isfinite(w)
     has = finite.all(axis=1)
     partial = finite.any(axis=1) & ~has
@@ -125,6 +135,13 @@ def weights_to_arrays(
         raise ConfigError(
             f"strategies.{strategy_id}: target row at {prices.index[t].date()} mixes NaN and "
             "numbers; a row must be all weights (rebalance) or all NaN (hold)"
+        )
+    if not allow_short and (w[has] < 0.0).any():
+        t, a = np.argwhere((w < 0.0) & has[:, None])[0]
+        raise ConfigError(
+            f"strategies.{strategy_id}: negative target weight {float(w[t, a])} for "
+            f"{prices.columns[a]} at {prices.index[t].date()}; short sleeves need "
+            "rebalance.max_leverage > 1"
         )
     w[~has] = 0.0
     return w, has
@@ -310,7 +327,9 @@ class PortfolioBacktestEngine:
         has = np.zeros((n_s, self.panel.n_bars), dtype=bool)
         for i, (sid, strat) in enumerate(self.strategies.items()):
             frame = strat.target_weights(prices)
-            w[i], has[i] = weights_to_arrays(frame, prices, sid)
+            w[i], has[i] = weights_to_arrays(
+                frame, prices, sid, allow_short=self.settings.rebalance.max_leverage > 1.0
+            )
         return w, has
 
     def _simulate(
@@ -379,6 +398,9 @@ class PortfolioBacktestEngine:
             bar.update(1)
             standalone: dict[str, SimulationOutput] = {}
             for i, alloc in enumerate(self.config.allocations):
+                if alloc.target_weight <= 0.0:
+                    bar.update(1)
+                    continue  # no capital of its own: nothing to run alone
                 solo = StrategyAllocation(
                     strategy_id=alloc.strategy_id,
                     target_weight=1.0,

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         + ", ".join(f"{name} {value:,.2f}" for name, value in final.items())
     )
     print(
-        f"trades {len(result.trades)}, rebalances {len(result.rebalances)}, "
+        f"trades {len(result.trades)}, rebalance decisions {len(result.rebalances)}, "
         f"costs {result.total_costs:,.2f}, saved by netting {result.total_netting_saved:,.2f}, "
         f"final equity {result.equity.iloc[-1]:,.2f}"
     )

@@ -12,9 +12,11 @@ allocations
     sleeves change it.
 strategy_equity
     Time-weighted value of each sleeve, starting at its initial capital:
-    ``nav_t = nav_{t-1} * (capital_t - flow_t) / capital_{t-1}``, so capital moved in or out by
-    portfolio rebalancing is not counted as performance. This is what the metrics rows of each
-    strategy and the comparison with the standalone runs use.
+    ``nav_t = nav_{t-1} * (1 + r_t)`` with ``r_t = (capital_t - flow_t - capital_{t-1}) /
+    (capital_{t-1} + max(flow_t, 0))``, so capital moved in or out by portfolio rebalancing is
+    not counted as performance (and the costs of deploying an inflow are measured against it).
+    This is what the metrics rows of each strategy and the comparison with the standalone runs
+    use.
 weights
     Asset weights of the whole book: ``positions * price / equity``.
 drift
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +39,13 @@ import numpy as np
 import pandas as pd
 
 from backtest.io import atomic_write_csv, atomic_write_json, atomic_write_ndjson
-from backtest.kernel import LEVEL_PORTFOLIO, REASON_CALENDAR, REASON_DRIFT, SimulationOutput
+from backtest.kernel import (
+    LEVEL_PORTFOLIO,
+    REASON_CALENDAR,
+    REASON_DRIFT,
+    SimulationOutput,
+    period_returns_nb,
+)
 from backtest.metrics import metrics_table
 from portfolio.contracts import PortfolioConfig, PortfolioSnapshot
 
@@ -45,6 +54,8 @@ if TYPE_CHECKING:
     from backtest.portfolio_engine import EngineSettings
 
 __all__ = ["RESERVE", "PortfolioBacktestResult", "build_result", "time_weighted_nav"]
+
+logger = logging.getLogger(__name__)
 
 #: Name of the cash-only reserve account in ``allocations``.
 RESERVE = "unallocated"
@@ -66,13 +77,16 @@ def time_weighted_nav(capital: np.ndarray, flows: np.ndarray, initial: np.ndarra
     Returns
     -------
     ndarray, shape (T, K)
-        ``nav_t = nav_{t-1} * (capital_t - flow_t) / capital_{t-1}`` with ``nav_{-1} =
-        capital_{-1} = initial``; an account with no capital has a growth factor of 1.
+        ``nav_t = nav_{t-1} * (1 + r_t)`` from ``nav_{-1} = initial`` with the time-weighted
+        bar returns of :func:`backtest.kernel.period_return_nb` (the rule the risk-adjusted
+        tilt uses inside the pass).
     """
-    prev = np.vstack([initial[None, :], capital[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        growth = np.where(prev > 0.0, (capital - flows) / prev, 1.0)
-    return initial[None, :] * np.cumprod(growth, axis=0)
+    returns = period_returns_nb(
+        np.ascontiguousarray(capital, dtype=np.float64),
+        np.ascontiguousarray(flows, dtype=np.float64),
+        np.ascontiguousarray(initial, dtype=np.float64),
+    )
+    return np.asarray(initial, dtype=np.float64)[None, :] * np.cumprod(1.0 + returns, axis=0)
 
 
 @dataclass(frozen=True)
@@ -416,42 +430,57 @@ def build_result(
     eq_frame = pd.concat([equity.rename("portfolio"), strategy_equity], axis=1)
     traded_frame = pd.concat([traded.sum(axis=1).rename("portfolio"), traded[sids]], axis=1)
     cost_frame = pd.concat([costs.sum(axis=1).rename("portfolio"), costs[sids]], axis=1)
+    cap_frame = pd.concat([equity.rename("portfolio"), allocations[sids]], axis=1)
     init = {"portfolio": float(config.total_capital)}
     init.update({s: float(initial_accounts[i]) for i, s in enumerate(sids)})
+    # A sleeve that never had capital (target weight 0) or whose value hit zero has no
+    # defined returns: its row is NaN rather than a crash of the whole table.
+    live = [c for c in eq_frame.columns if init[c] > 0.0 and bool((eq_frame[c] > 0.0).all())]
+    for c in eq_frame.columns:
+        if c not in live:
+            logger.warning("no metrics for %r: its capital is zero at some bar", c)
     metrics = metrics_table(
-        eq_frame,
-        traded_notional=traded_frame,
-        costs=cost_frame,
-        initial_capital=init,
+        eq_frame[live],
+        traded_notional=traded_frame[live],
+        costs=cost_frame[live],
+        initial_capital={c: init[c] for c in live},
         rf_annual=rf,
         periods_per_year=ppy,
-    )
+        # Turnover is traded notional over the capital actually at work (the time-weighted
+        # NAV of a capped sleeve can be orders of magnitude larger than its capital).
+        turnover_capital=cap_frame[live],
+    ).reindex(eq_frame.columns)
 
     standalone_equity = pd.DataFrame(
-        {sid: o.equity.sum(axis=1) for sid, o in standalone.items()}, index=index
+        {sid: o.equity.sum(axis=1) for sid, o in standalone.items()}, index=index, dtype=float
     )
-    if standalone:
+    if mode == "sleeves":
+        solo_live = [c for c in standalone if bool((standalone_equity[c] > 0.0).all())]
         solo_metrics = metrics_table(
-            standalone_equity,
+            standalone_equity[solo_live],
             traded_notional=pd.DataFrame(
-                {sid: o.traded.sum(axis=1) for sid, o in standalone.items()}, index=index
+                {sid: standalone[sid].traded.sum(axis=1) for sid in solo_live}, index=index
             ),
             costs=pd.DataFrame(
-                {sid: (o.commission + o.slippage).sum(axis=1) for sid, o in standalone.items()},
+                {
+                    sid: (standalone[sid].commission + standalone[sid].slippage).sum(axis=1)
+                    for sid in solo_live
+                },
                 index=index,
             ),
             initial_capital={
-                a.strategy_id: a.target_weight * config.total_capital for a in config.allocations
+                a.strategy_id: a.target_weight * config.total_capital
+                for a in config.allocations
+                if a.strategy_id in solo_live
             },
             rf_annual=rf,
             periods_per_year=ppy,
-        )
+        ).reindex(sids)
         keys = ["total_return", "cagr", "sharpe", "max_drawdown", "total_costs"]
-        ids = list(standalone)
         comparison = pd.concat(
             [
-                metrics.loc[ids, keys].add_prefix("in_portfolio_"),
-                solo_metrics.loc[ids, keys].add_prefix("standalone_"),
+                metrics.loc[sids, keys].add_prefix("in_portfolio_"),
+                solo_metrics[keys].add_prefix("standalone_"),
             ],
             axis=1,
         )

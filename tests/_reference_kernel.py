@@ -417,6 +417,7 @@ def reference_simulate(
     units = [[0.0] * n_a for _ in range(n_acc)]
     last_w: list[list[float] | None] = [None] * n_s
     pending: dict[int, _Order] = {}  # fill bar -> order decided lag bars before
+    calendar_owed = False  # a calendar date fell while a rebalance was in flight
 
     rec_eq: list[list[float]] = []
     rec_cash: list[list[float]] = []
@@ -473,8 +474,10 @@ def reference_simulate(
             for i, tt in enumerate(range(t - n_win + 1, t + 1)):
                 for s in range(n_s):
                     prev = rec_eq[tt - 1][s]
-                    cur = (eq[s] if tt == t else rec_eq[tt][s]) - flows[tt, s]
-                    window[i, s] = cur / prev - 1.0 if prev > 0.0 else 0.0
+                    now = eq[s] if tt == t else rec_eq[tt][s]
+                    flow = flows[tt, s]
+                    at_work = prev + max(flow, 0.0)  # an inflow works for the whole bar
+                    window[i, s] = (now - flow - prev) / at_work if at_work > 0.0 else 0.0
             denom = max(total, 1e-300)
             w_now = [
                 float(x)
@@ -493,9 +496,12 @@ def reference_simulate(
 
         in_flight = any(o.portfolio for o in pending.values())
         reason = -1
+        if portfolio_rebalancing and calendar_mask[t]:
+            calendar_owed = True  # a calendar date is never dropped, at most deferred
         if portfolio_rebalancing and not in_flight and total > 0.0:
-            if calendar_mask[t]:
+            if calendar_owed:
                 reason = 2
+                calendar_owed = False
             elif check_mask[t] and max(abs(d) for d in drift) > threshold:
                 reason = 1
 
@@ -525,9 +531,10 @@ def reference_simulate(
                 # capital moves to the target; holdings resized by target / equity
                 active[s] = True
                 transfer[s] = caps[s] - eq[s]
-                if lw is not None and (signal or eq[s] <= 0.0):
-                    # (kernel) new weights (or an empty sleeve with known weights) are sized
-                    # on the target capital directly
+                holds_nothing = all(u == 0.0 for u in will_hold(s))
+                if lw is not None and (signal or eq[s] <= 0.0 or holds_nothing):
+                    # new weights, or a sleeve with nothing to resize (empty or drained to
+                    # cash) with known weights: sized on the target capital directly
                     target[s] = ref_target_units(
                         lw, caps[s], px, float(risk_multiplier[s]), max_leverage, lot_size
                     )

@@ -267,6 +267,8 @@ def test_metrics_are_traceable_to_compute_metrics(result: PortfolioBacktestResul
             traded_notional=result.traded_notional[sid],
             costs=result.costs[sid],
             initial_capital=float(caps[i]),
+            # turnover is measured against the capital actually at work, not the NAV
+            turnover_capital=result.allocations[sid],
         )
         np.testing.assert_array_equal(
             result.metrics.loc[sid].to_numpy(), np.array([ref[k] for k in METRIC_KEYS])

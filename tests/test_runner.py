@@ -98,7 +98,7 @@ def test_default_run_prints_metrics_and_writes_tables(default_run: dict[str, Any
     assert str(equity.index[0].date()) == manifest["start"] == "2015-01-02"
     assert str(equity.index[-1].date()) == manifest["end"] == "2016-12-30"
     summary = re.fullmatch(
-        r"trades (\d+), rebalances (\d+), costs ([\d,.]+), saved by netting ([\d,.]+), "
+        r"trades (\d+), rebalance decisions (\d+), costs ([\d,.]+), saved by netting ([\d,.]+), "
         r"final equity ([\d,.]+)",
         next(line for line in stdout.splitlines() if line.startswith("trades ")),
     )
