@@ -309,6 +309,8 @@ class PortfolioBacktestEngine:
             optimizer=config.optimizer,
             sizing=config.sizing,
             regime=config.regime,
+            rf_annual=config.metrics.rf_annual,
+            periods_per_year=config.metrics.periods_per_year,
             show_progress=show_progress,
             config_hash=config.config_hash(),
         )

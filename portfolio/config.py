@@ -25,6 +25,7 @@ Sections (all optional except ``portfolio``; defaults in the dataclasses below):
 ``costs``           -> :class:`~portfolio.contracts.CostModel`.
 ``rebalance``       -> :class:`RebalanceSettings`.
 ``execution``       -> :class:`ExecutionSettings`.
+``metrics``         -> :class:`MetricsSettings`.
 ``data``            -> :class:`DataSettings`.
 ``risk_adjusted``   ``true``/``false`` or a mapping -> :class:`RiskAdjustedSettings`.
 ``black_litterman`` -> :class:`BLSettings`.
@@ -80,6 +81,7 @@ __all__ = [
     "BacktestConfig",
     "DataSettings",
     "ExecutionSettings",
+    "MetricsSettings",
     "OptimizerSettings",
     "RebalanceSettings",
     "RegimeSettings",
@@ -318,6 +320,36 @@ class RebalanceSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``dates`` as a list)."""
+        return _to_dict(self)
+
+
+_METRICS_RULES: dict[str, _Rule] = {
+    "periods_per_year": _int(1),
+    "rf_annual": _real(gt=-1.0, lt=1.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Conventions of the performance metrics (printed in every report header).
+
+    Parameters
+    ----------
+    periods_per_year : int
+        Bars per year for annualization (>= 1): 252 for daily bars, 52 weekly, 12 monthly;
+        for intraday data, bars per trading day times 252.
+    rf_annual : float
+        Annual risk-free rate as a decimal in (-1, 1) (0.02 = 2%), used by Sharpe and Sortino.
+    """
+
+    periods_per_year: int = 252
+    rf_annual: float = 0.0
+
+    def __post_init__(self) -> None:
+        _validate(self, _METRICS_RULES, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
         return _to_dict(self)
 
 
@@ -657,6 +689,7 @@ class RegimeSettings:
 _SETTINGS: dict[str, tuple[type, dict[str, _Rule], Callable[[dict[str, Any]], None] | None]] = {
     "rebalance": (RebalanceSettings, _REBALANCE_RULES, _rebalance_cross),
     "execution": (ExecutionSettings, _EXECUTION_RULES, None),
+    "metrics": (MetricsSettings, _METRICS_RULES, None),
     "data": (DataSettings, _DATA_RULES, _data_cross),
     "black_litterman": (BLSettings, _BL_RULES, None),
     "optimizer": (OptimizerSettings, _OPTIMIZER_RULES, _optimizer_cross),
@@ -728,6 +761,7 @@ _TOP_KEYS: tuple[str, ...] = (
     "costs",
     "rebalance",
     "execution",
+    "metrics",
     "data",
     "risk_adjusted",
     "black_litterman",
@@ -761,6 +795,7 @@ class BacktestConfig:
     costs : CostModel
     rebalance : RebalanceSettings
     execution : ExecutionSettings
+    metrics : MetricsSettings
     data : DataSettings
     risk_adjusted : RiskAdjustedSettings
     black_litterman : BLSettings
@@ -778,6 +813,7 @@ class BacktestConfig:
     costs: CostModel = field(default_factory=CostModel)
     rebalance: RebalanceSettings = field(default_factory=RebalanceSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     data: DataSettings = field(default_factory=DataSettings)
     risk_adjusted: RiskAdjustedSettings = field(default_factory=RiskAdjustedSettings)
     black_litterman: BLSettings = field(default_factory=BLSettings)
@@ -794,6 +830,7 @@ class BacktestConfig:
             "costs": CostModel,
             "rebalance": RebalanceSettings,
             "execution": ExecutionSettings,
+            "metrics": MetricsSettings,
             "data": DataSettings,
             "risk_adjusted": RiskAdjustedSettings,
             "black_litterman": BLSettings,
@@ -865,6 +902,7 @@ class BacktestConfig:
             "costs": self.costs.to_dict(),
             "rebalance": self.rebalance.to_dict(),
             "execution": self.execution.to_dict(),
+            "metrics": self.metrics.to_dict(),
             "data": self.data.to_dict(),
             "risk_adjusted": self.risk_adjusted.to_dict(),
             "black_litterman": self.black_litterman.to_dict(),

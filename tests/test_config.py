@@ -19,6 +19,7 @@ import yaml
 from portfolio.config import (
     BacktestConfig,
     DataSettings,
+    MetricsSettings,
     OptimizerSettings,
     RebalanceSettings,
     StrategySpec,
@@ -33,7 +34,7 @@ from portfolio.errors import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "config" / "portfolio.yaml"
 TOP_KEYS = (
-    "mode, portfolio, strategies, costs, rebalance, execution, data, risk_adjusted, "
+    "mode, portfolio, strategies, costs, rebalance, execution, metrics, data, risk_adjusted, "
     "black_litterman, optimizer, sizing, regime"
 )
 
@@ -577,3 +578,23 @@ def test_settings_dataclasses_validate_directly() -> None:
         StrategySpec("a_v1", "")
     with pytest.raises(ConfigError, match=r"^BacktestConfig\.strategies lacks a spec"):
         BacktestConfig(mode="sleeves", portfolio=load_config(SHIPPED).portfolio, strategies={})
+
+
+def test_metrics_section_defaults_values_and_errors() -> None:
+    base = {
+        "portfolio": {
+            "id": "m",
+            "total_capital": 1000.0,
+            "allocations": [{"strategy_id": "momentum_v1", "target_weight": 1.0}],
+        }
+    }
+    assert parse_config(base).metrics == MetricsSettings(periods_per_year=252, rf_annual=0.0)
+    cfg = parse_config({**base, "metrics": {"periods_per_year": 52, "rf_annual": 0.02}})
+    assert cfg.metrics == MetricsSettings(periods_per_year=52, rf_annual=0.02)
+    assert parse_config(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match=r"metrics\.rf_annual: must be in \(-1, 1\), got 2"):
+        parse_config({**base, "metrics": {"rf_annual": 2}})
+    with pytest.raises(ConfigError, match=r"metrics\.periods_per_year"):
+        parse_config({**base, "metrics": {"periods_per_year": 0}})
+    with pytest.raises(ConfigError, match=r"metrics\.sharpe"):
+        parse_config({**base, "metrics": {"sharpe": 1}})

@@ -28,6 +28,7 @@ from portfolio.config import (
     RiskAdjustedSettings,
     default_config_path,
     load_config,
+    parse_config,
 )
 from portfolio.contracts import CostModel, PortfolioConfig, StrategyAllocation
 from portfolio.errors import ConfigError, DataError
@@ -633,3 +634,23 @@ def test_capital_moved_in_or_out_is_not_sleeve_performance(panel: PricePanel) ->
     decided = res.target_allocations.loc[pd.DatetimeIndex(ev["timestamp"]), "idle"]
     after = res.allocations.loc[pd.DatetimeIndex(ev["fill_timestamp"]), "idle"]
     np.testing.assert_allclose(after.to_numpy(), decided.to_numpy(), rtol=1e-12)
+
+
+def test_metrics_conventions_come_from_the_yaml() -> None:
+    """``metrics: {rf_annual, periods_per_year}`` reaches every metric and the manifest."""
+    raw = load_config(default_config_path()).to_dict()
+    raw["metrics"] = {"periods_per_year": 250, "rf_annual": 0.03}
+    cfg = parse_config(raw)
+    res = PortfolioBacktestEngine.from_config(cfg, start="2016-01-01", end="2016-12-31").run()
+    assert res.manifest["rf_annual"] == 0.03 and res.manifest["periods_per_year"] == 250
+    ref = compute_metrics(
+        res.equity,
+        traded_notional=res.traded_notional.sum(axis=1),
+        costs=res.costs.sum(axis=1),
+        initial_capital=cfg.portfolio.total_capital,
+        rf_annual=0.03,
+        periods_per_year=250,
+    )
+    np.testing.assert_array_equal(
+        res.metrics.loc["portfolio"].to_numpy(), np.array([ref[k] for k in METRIC_KEYS])
+    )
