@@ -3,8 +3,9 @@
 Every per-close quantity is computed before the accounting pass, from data up to that close:
 
 1. **Views.** Each strategy's :meth:`views` gives, per close and asset, an annualized expected
-   return and a confidence in [0, 1] (see each strategy's docstring). Each finite pair is one
-   absolute view ``P = e_asset``, ``Q = expected return``.
+   return and a confidence in [0, 1] (see each strategy's docstring), optionally smoothed by a
+   causal EWMA (``view_halflife``). Each finite pair is one absolute view ``P = e_asset``,
+   ``Q = expected return``.
 2. **Covariance** per close from past simple returns only (EWMA or rolling, shrunk toward the
    diagonal so it stays positive definite, annualized; :mod:`portfolio.covariance`). An asset
    takes part at a close once it has ``min_history`` returns and an annualized volatility of at
@@ -76,7 +77,13 @@ if TYPE_CHECKING:
     from backtest.data import PricePanel
     from backtest.portfolio_engine import PortfolioBacktestEngine
 
-__all__ = ["BL_ACCOUNT", "EQUILIBRIUM", "contribution_summary", "run_black_litterman"]
+__all__ = [
+    "BL_ACCOUNT",
+    "EQUILIBRIUM",
+    "contribution_summary",
+    "run_black_litterman",
+    "smooth_views",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -443,7 +450,40 @@ def _views(engine: PortfolioBacktestEngine) -> tuple[np.ndarray, np.ndarray]:
                 f"{prices.columns[a]} at {prices.index[t].date()}"
             )
         conf[k] = c
+    halflife = engine.bl_settings.view_halflife
+    if halflife is not None:
+        er, conf = smooth_views(er, conf, halflife)
     return er, conf
+
+
+def smooth_views(
+    er: np.ndarray, conf: np.ndarray, halflife: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Causal EWMA of each strategy's views (``black_litterman.view_halflife``).
+
+    Parameters
+    ----------
+    er, conf : ndarray, shape (K, T, A)
+        Expected returns and confidences; NaN = no view.
+    halflife : float
+        Half-life in bars.
+
+    Returns
+    -------
+    (er, conf) : ndarrays, shape (K, T, A)
+        The exponentially weighted mean of the views stated up to each bar (NaN bars skipped,
+        pandas ``ewm(halflife, ignore_na=True)``), kept only where the strategy states a view at
+        that bar: smoothing never invents a view, and never reads a later bar.
+    """
+    out_er = np.empty_like(er)
+    out_conf = np.empty_like(conf)
+    for k in range(er.shape[0]):  # a handful of strategies, each smoothed vectorized over time
+        has = np.isfinite(er[k]) & np.isfinite(conf[k])
+        for src, dst in ((er[k], out_er[k]), (conf[k], out_conf[k])):
+            frame = pd.DataFrame(np.where(has, src, np.nan))
+            smooth = frame.ewm(halflife=halflife, ignore_na=True).mean().to_numpy()
+            dst[:] = np.where(has, smooth, np.nan)
+    return out_er, out_conf
 
 
 def _covariance(engine: PortfolioBacktestEngine, returns: np.ndarray) -> np.ndarray:

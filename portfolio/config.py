@@ -468,6 +468,7 @@ _BL_RULES: dict[str, _Rule] = {
     "market_weights": _check_market_weights,
     "signal_threshold": _real(ge=0.0),
     "drift_threshold": _real(ge=0.0),
+    "view_halflife": _real(gt=0.0, nullable=True),
 }
 
 
@@ -497,6 +498,10 @@ class BLSettings:
         Market portfolio (weights >= 0 summing to 1); ``None`` = equal weight.
     signal_threshold, drift_threshold : float
         Thresholds (>= 0) for acting on views and on weight drift.
+    view_halflife : float or None
+        Half-life in bars (> 0) of a causal EWMA applied to each strategy's expected returns
+        and confidences before they become views (daily signals are noisy, and mean-variance
+        weights amplify the noise into turnover); ``None`` = the raw views.
     """
 
     risk_aversion: float = 2.5
@@ -510,6 +515,7 @@ class BLSettings:
     market_weights: Mapping[str, float] | None = None
     signal_threshold: float = 0.15
     drift_threshold: float = 0.05
+    view_halflife: float | None = None
 
     def __post_init__(self) -> None:
         _validate(self, _BL_RULES, None)

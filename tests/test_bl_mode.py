@@ -30,6 +30,7 @@ from backtest.bl_mode import (
     VIEW_EPS,
     black_litterman_targets,
     contribution_summary,
+    smooth_views,
 )
 from backtest.data import PricePanel, load_default_index, load_default_panel
 from backtest.portfolio_engine import PortfolioBacktestEngine
@@ -307,7 +308,8 @@ def test_example_config_spells_out_the_defaults() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.mode == "black_litterman"
     assert list(cfg.portfolio.strategy_ids) == SIDS
-    assert cfg.black_litterman == BLSettings()
+    # the defaults, except the views smoothed over about a month
+    assert cfg.black_litterman == BLSettings(view_halflife=21.0)
     assert cfg.optimizer == OptimizerSettings()
     assert cfg.sizing == SizingSettings()
     assert cfg.regime == RegimeSettings()
@@ -956,3 +958,41 @@ def test_journal_is_written_in_black_litterman_mode(
     engine.run()
     assert (tmp_path / "snapshots.ndjson").is_file()
     assert (tmp_path / "trades.ndjson").is_file()
+
+
+def test_view_smoothing_is_a_causal_ewma_that_never_invents_views() -> None:
+    rng = np.random.default_rng(5)
+    er = rng.normal(0.0, 0.3, (2, 40, 3))
+    conf = rng.uniform(0.0, 1.0, (2, 40, 3))
+    er[0, :10, 1] = np.nan  # a late view
+    er[1, 20:25, 2] = np.nan  # a gap
+    s_er, s_conf = smooth_views(er, conf, 5.0)
+    assert np.array_equal(np.isnan(s_er), np.isnan(er))  # no view where none is stated
+    assert np.array_equal(np.isnan(s_conf), np.isnan(er))
+    assert ((s_conf >= 0.0) | np.isnan(s_conf)).all() and (np.nan_to_num(s_conf) <= 1.0).all()
+    # reference: the exponentially weighted mean of the stated views up to each bar
+    alpha = 1.0 - 0.5 ** (1.0 / 5.0)
+    for k in range(2):
+        for a in range(3):
+            num = den = 0.0
+            for t in range(40):
+                if np.isfinite(er[k, t, a]):
+                    num = num * (1 - alpha) + er[k, t, a]
+                    den = den * (1 - alpha) + 1.0
+                    assert s_er[k, t, a] == pytest.approx(num / den, rel=1e-12)
+    # causal: changing views after t leaves everything up to t unchanged
+    er2 = er.copy()
+    er2[:, 30:] += 1.0
+    s2, _ = smooth_views(er2, conf, 5.0)
+    np.testing.assert_array_equal(s2[:, :30], s_er[:, :30])
+    assert not np.allclose(s2[:, 30:], s_er[:, 30:], equal_nan=True)
+
+
+def test_view_smoothing_reduces_trading(panel: PricePanel) -> None:
+    raw = black_litterman_targets(PortfolioBacktestEngine.from_config(bl_config(), prices=panel))
+    smooth = black_litterman_targets(
+        PortfolioBacktestEngine.from_config(
+            bl_config(black_litterman={"view_halflife": 21.0}), prices=panel
+        )
+    )
+    assert smooth["trade"].sum() < raw["trade"].sum()
