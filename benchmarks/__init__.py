@@ -1,0 +1,1 @@
+"""Benchmark suite (pytest-benchmark) and the peer comparison; see README, Speed."""
