@@ -514,7 +514,9 @@ def black_litterman_targets(
     -------
     dict of arrays
         ``candidates`` (T, A), ``trade`` (T,) bool, ``mu``/``pi`` (T, A), ``contrib`` (T, K, A),
-        ``ok`` (T,) bool, ``clarity`` (T,).
+        ``ok`` (T,) bool, ``valid`` (T, A) bool (optimizable asset), ``clarity`` (T,),
+        ``confidence`` (K, T): each strategy's mean view
+        confidence over the assets it states a view on (NaN where it states none).
     """
     panel = engine.panel
     bl = engine.bl_settings
@@ -657,7 +659,18 @@ def black_litterman_targets(
         "contrib": out_contrib,
         "ok": out_ok,
         "clarity": clarity,
+        "confidence": _mean_confidence(er, conf),
+        "valid": valid,
     }
+
+
+def _mean_confidence(er: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Mean confidence of each strategy's stated views per close, shape (K, T); NaN = no view."""
+    has = np.isfinite(er) & np.isfinite(conf)
+    n = has.sum(axis=2)
+    total = np.where(has, conf, 0.0).sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, total / n, np.nan)
 
 
 def run_black_litterman(engine: PortfolioBacktestEngine) -> PortfolioBacktestResult:
@@ -699,6 +712,22 @@ def run_black_litterman(engine: PortfolioBacktestEngine) -> PortfolioBacktestRes
             "regime": engine.regime_settings.to_dict(),
             "strategies": list(engine.strategies),
             "traded_closes": int(trade.sum()),
+        },
+        bl_diagnostics={
+            "pi": pd.DataFrame(
+                np.where(tg["ok"][:, None] & tg["valid"], tg["pi"], np.nan),
+                index=panel.index,
+                columns=panel.assets,
+            ),
+            "mu": pd.DataFrame(
+                np.where(tg["ok"][:, None] & tg["valid"], tg["mu"], np.nan),
+                index=panel.index,
+                columns=panel.assets,
+            ),
+            "confidence": pd.DataFrame(
+                tg["confidence"].T, index=panel.index, columns=list(engine.strategies)
+            ),
+            "clarity": pd.DataFrame({"clarity": tg["clarity"]}, index=panel.index),
         },
     )
 

@@ -38,21 +38,26 @@ import pandas as pd
 from portfolio.errors import ConfigError, DataError
 
 __all__ = [
+    "EXTRA_FORMULAS",
     "METRIC_FORMULAS",
     "METRIC_KEYS",
     "annual_volatility",
     "cagr",
     "calmar_ratio",
     "compute_metrics",
+    "drawdown_details",
     "drawdown_series",
     "max_drawdown",
     "max_drawdown_duration",
     "metrics_table",
+    "month_stats",
+    "monthly_returns",
     "sharpe_ratio",
     "simple_returns",
     "sortino_ratio",
     "total_return",
     "turnover",
+    "value_at_risk",
 ]
 
 VectorLike: TypeAlias = "npt.NDArray[np.floating] | pd.Series | Sequence[float]"
@@ -99,6 +104,19 @@ METRIC_FORMULAS: dict[str, str] = {
         "|buys_t| + |sells_t| (one-way, annualized)"
     ),
     "total_costs": "sum_t costs_t (currency units; 0 when no costs are given)",
+}
+
+#: Formulas of the report's extra rows (calendar, tail and drawdown-date metrics).
+EXTRA_FORMULAS: dict[str, str] = {
+    "best_month": "max_m R_m, R_m = E_last(m) / E_last(m-1) - 1 (calendar months, compounded)",
+    "worst_month": "min_m R_m",
+    "positive_months": "share of calendar months with R_m > 0",
+    "var_5": "historical VaR: 5th percentile of r (linear interpolation), per bar",
+    "max_drawdown_dates": (
+        "peak = last bar at the running peak before the trough; trough = argmin DD_t; "
+        "recovery = first later bar with E_t >= the peak"
+    ),
+    "netting_saved": "sum_t (costs without netting - costs with netting), currency units",
 }
 
 # Returns derived from equity ratios carry an absolute rounding error of about 1e-16 per bar, so a
@@ -555,6 +573,144 @@ def calmar_ratio(
     if mdd == 0.0:
         return math.nan
     return float(growth / abs(mdd))
+
+
+# --------------------------------------------------------------------------------------------
+# Calendar and tail metrics (need the equity's DatetimeIndex)
+# --------------------------------------------------------------------------------------------
+
+
+def _dated_equity(equity: pd.Series, name: str = "equity") -> tuple[FloatArray, pd.DatetimeIndex]:
+    if not isinstance(equity, pd.Series) or not isinstance(equity.index, pd.DatetimeIndex):
+        raise DataError(f"{name}: expected a Series with a DatetimeIndex")
+    if not equity.index.is_monotonic_increasing or not equity.index.is_unique:
+        raise DataError(f"{name}: the index must be unique and increasing")
+    return _as_equity(equity, name), equity.index
+
+
+def monthly_returns(equity: pd.Series, initial_capital: float | None = None) -> pd.Series:
+    """Compounded return of each calendar month (empyrical ``aggregate_returns(..., "monthly")``).
+
+    Formula: ``R_m = E_last(m) / E_last(m-1) - 1`` where ``E_last(m)`` is the last equity value of
+    month ``m``; for the first month the base is ``initial_capital`` when given, else the first
+    equity value. This equals ``prod(1 + r_t) - 1`` over the bars of the month. A partial first
+    or last month is a month like any other.
+
+    Parameters
+    ----------
+    equity : Series, shape (n,)
+        Portfolio value per bar (currency units, finite, > 0) on a unique increasing
+        DatetimeIndex.
+    initial_capital : float, optional
+        Value before the first bar (currency units, > 0).
+
+    Returns
+    -------
+    Series of float64, shape (n_months,)
+        Decimal returns indexed by ``PeriodIndex`` (freq ``M``).
+
+    Raises
+    ------
+    DataError
+        Not a dated Series, or bad values as in :func:`simple_returns`.
+    """
+    e, index = _dated_equity(equity)
+    ic = _check_initial_capital(initial_capital)
+    months = index.to_period("M")
+    last = pd.Series(e, index=months).groupby(level=0).last()
+    base = np.concatenate(([e[0] if ic is None else ic], last.to_numpy()[:-1]))
+    return pd.Series(last.to_numpy() / base - 1.0, index=last.index, name="monthly_return")
+
+
+def month_stats(equity: pd.Series, initial_capital: float | None = None) -> dict[str, float]:
+    """Best and worst month and the share of positive months, from :func:`monthly_returns`.
+
+    Returns
+    -------
+    dict[str, float]
+        ``best_month`` (max R_m), ``worst_month`` (min R_m), ``positive_months`` (fraction of
+        months with ``R_m > 0``, in [0, 1]) and ``n_months``.
+    """
+    m = monthly_returns(equity, initial_capital).to_numpy()
+    return {
+        "best_month": float(m.max()),
+        "worst_month": float(m.min()),
+        "positive_months": float(np.mean(m > 0.0)),
+        "n_months": float(m.size),
+    }
+
+
+def drawdown_details(
+    equity: pd.Series, initial_capital: float | None = None
+) -> dict[str, pd.Timestamp | float | None]:
+    """Dates of the maximum drawdown: its peak, its trough and its recovery.
+
+    Formula: the trough is ``argmin_t DD_t`` (:func:`drawdown_series`, first bar on ties); the
+    peak is the last bar at or before the trough where ``E_t`` equals the running peak (``None``
+    when the peak is the initial capital, before the first bar); the recovery is the first bar
+    after the trough with ``E_t >= P_trough`` (``None`` if the curve has not recovered).
+    ``duration_bars`` is the number of bars under water from the peak to the recovery, the last
+    bar included if not recovered (the run containing the trough, as in
+    :func:`max_drawdown_duration`).
+
+    Parameters
+    ----------
+    equity : Series, shape (n,)
+        Portfolio value per bar (currency units, finite, > 0) on a DatetimeIndex.
+    initial_capital : float, optional
+        Value before the first bar (currency units, > 0).
+
+    Returns
+    -------
+    dict
+        ``max_drawdown`` (float, <= 0), ``peak``, ``trough``, ``recovery`` (Timestamp or None),
+        ``duration_bars`` (float, whole number). All dates are None when there is no drawdown.
+    """
+    e, index = _dated_equity(equity)
+    ic = _check_initial_capital(initial_capital)
+    peak = _running_peak(e, ic)
+    dd = e / peak - 1.0
+    trough = int(np.argmin(dd))
+    if not e[trough] < peak[trough]:
+        return {"max_drawdown": 0.0, "peak": None, "trough": None, "recovery": None,
+                "duration_bars": 0.0}  # fmt: skip
+    at_peak = np.flatnonzero(e[: trough + 1] >= peak[: trough + 1])
+    peak_bar = int(at_peak[-1]) if at_peak.size else -1  # -1: the initial capital
+    after = np.flatnonzero(e[trough + 1 :] >= peak[trough]) + trough + 1
+    rec_bar = int(after[0]) if after.size else None
+    end = len(e) if rec_bar is None else rec_bar
+    return {
+        "max_drawdown": float(dd[trough]),
+        "peak": None if peak_bar < 0 else index[peak_bar],
+        "trough": index[trough],
+        "recovery": None if rec_bar is None else index[rec_bar],
+        "duration_bars": float(end - peak_bar - 1),
+    }
+
+
+def value_at_risk(returns: VectorLike, cutoff: float = 0.05) -> float:
+    """Historical value at risk of per-bar returns (empyrical ``value_at_risk``).
+
+    Formula: the ``cutoff`` quantile of the returns, linear interpolation between order
+    statistics (``numpy.percentile(r, 100 * cutoff)``). A value of -0.02 means that on
+    ``cutoff`` of the bars the return was -2 % or worse.
+
+    Parameters
+    ----------
+    returns : array-like or Series, shape (n,)
+        Simple per-bar returns (decimal, finite).
+    cutoff : float, default 0.05
+        Tail probability in (0, 1).
+
+    Returns
+    -------
+    float
+        Decimal return (usually negative).
+    """
+    r = _as_vector(returns, "returns")
+    if not 0.0 < float(cutoff) < 1.0:
+        raise ConfigError(f"cutoff must be in (0, 1), got {cutoff!r}")
+    return float(np.percentile(r, 100.0 * float(cutoff)))
 
 
 # --------------------------------------------------------------------------------------------

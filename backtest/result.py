@@ -137,6 +137,18 @@ class PortfolioBacktestResult:
         Versions, hashes, dates, cost model: what is needed to reproduce the run.
     strategy_attribution : DataFrame or None
         ``black_litterman`` mode: per close, each strategy's share of the book's weight.
+    flows : DataFrame
+        Capital moved into each account at each bar (negative = out; currency). Flows between
+        accounts add up to zero at every bar.
+    initial_allocations : Series
+        Capital of each account before the first bar (currency).
+    standalone_traded, standalone_costs : DataFrame
+        Gross traded notional and costs per bar of each standalone run (currency).
+    bl_diagnostics : dict of DataFrame or None
+        ``black_litterman`` mode: ``pi`` and ``mu`` (T, A), the equilibrium and posterior
+        expected returns (annualized decimals, NaN where an asset was not optimizable),
+        ``confidence`` (T, K), each strategy's mean view confidence over the assets it has a view
+        on, and ``clarity`` (T, 1), the regime clarity.
     trade_records : ndarray, shape (n_trades, 9)
         The pass's raw trade records (:data:`portfolio.rebalance_nb.TRADE_FIELDS`).
     """
@@ -163,6 +175,11 @@ class PortfolioBacktestResult:
     trade_records: np.ndarray = field(repr=False)
     snapshots_needs_rebalance: pd.Series = field(repr=False)
     strategy_attribution: pd.DataFrame | None = None
+    flows: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    initial_allocations: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    bl_diagnostics: dict[str, pd.DataFrame] | None = field(default=None, repr=False)
+    standalone_traded: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    standalone_costs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def total_costs(self) -> float:
@@ -294,6 +311,8 @@ def build_manifest(
         "version": __version__,
         "mode": mode,
         "portfolio_id": config.portfolio_id,
+        "total_capital": float(config.total_capital),
+        "target_weights": {a.strategy_id: float(a.target_weight) for a in config.allocations},
         "config_hash": config_hash or _portfolio_hash(config),
         "data_source": panel.source,
         "data_hash": panel.content_hash(),
@@ -327,6 +346,7 @@ def build_result(
     initial_accounts: np.ndarray | None = None,
     strategy_attribution: pd.DataFrame | None = None,
     manifest_extra: Mapping[str, Any] | None = None,
+    bl_diagnostics: dict[str, pd.DataFrame] | None = None,
 ) -> PortfolioBacktestResult:
     """Wrap the kernel output into a :class:`PortfolioBacktestResult` with metrics.
 
@@ -346,7 +366,7 @@ def build_result(
         Names of the accounts in ``out`` (default: strategy ids plus ``unallocated``).
     initial_accounts : ndarray, optional
         Capital of each account before the first bar (default: the allocation rules' split).
-    strategy_attribution, manifest_extra :
+    strategy_attribution, manifest_extra, bl_diagnostics :
         Passed through (black_litterman mode).
     """
     from portfolio.allocation import allocate_capital
@@ -454,20 +474,20 @@ def build_result(
     standalone_equity = pd.DataFrame(
         {sid: o.equity.sum(axis=1) for sid, o in standalone.items()}, index=index, dtype=float
     )
+    standalone_traded = pd.DataFrame(
+        {sid: o.traded.sum(axis=1) for sid, o in standalone.items()}, index=index, dtype=float
+    )
+    standalone_costs = pd.DataFrame(
+        {sid: (o.commission + o.slippage).sum(axis=1) for sid, o in standalone.items()},
+        index=index,
+        dtype=float,
+    )
     if mode == "sleeves":
         solo_live = [c for c in standalone if bool((standalone_equity[c] > 0.0).all())]
         solo_metrics = metrics_table(
             standalone_equity[solo_live],
-            traded_notional=pd.DataFrame(
-                {sid: standalone[sid].traded.sum(axis=1) for sid in solo_live}, index=index
-            ),
-            costs=pd.DataFrame(
-                {
-                    sid: (standalone[sid].commission + standalone[sid].slippage).sum(axis=1)
-                    for sid in solo_live
-                },
-                index=index,
-            ),
+            traded_notional=standalone_traded[solo_live],
+            costs=standalone_costs[solo_live],
             initial_capital={
                 a.strategy_id: a.target_weight * config.total_capital
                 for a in config.allocations
@@ -516,4 +536,9 @@ def build_result(
         trade_records=out.trades,
         snapshots_needs_rebalance=pd.Series(need, index=index),
         strategy_attribution=strategy_attribution,
+        flows=pd.DataFrame(out.flows, index=index, columns=names),
+        initial_allocations=pd.Series(np.asarray(initial_accounts, dtype=float), index=names),
+        bl_diagnostics=bl_diagnostics,
+        standalone_traded=standalone_traded,
+        standalone_costs=standalone_costs,
     )
