@@ -180,7 +180,13 @@ def report_metrics(result: PortfolioBacktestResult) -> pd.DataFrame:
         costs=result.costs.sum(axis=1), capital=None, ppy=ppy, rf=rf,
     )  # fmt: skip
     rows["portfolio"]["netting_saved"] = result.total_netting_saved
-    for sid in result.strategy_equity.columns:
+    # In black_litterman mode the one account is the book itself: no sleeve rows.
+    sleeve_ids: list[str] = (
+        []
+        if result.strategy_attribution is not None
+        else [str(c) for c in result.strategy_equity.columns]
+    )
+    for sid in sleeve_ids:
         rows[str(sid)] = _curve_metrics(
             result.strategy_equity[sid], initial=float(init.get(sid, 0.0)),
             traded=result.traded_notional[sid], costs=result.costs[sid],

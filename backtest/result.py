@@ -312,6 +312,8 @@ def build_manifest(
         "mode": mode,
         "portfolio_id": config.portfolio_id,
         "total_capital": float(config.total_capital),
+        "rebalance_threshold": float(config.rebalance_threshold),
+        "rebalance_frequency_hours": float(config.rebalance_frequency_hours),
         "target_weights": {a.strategy_id: float(a.target_weight) for a in config.allocations},
         "config_hash": config_hash or _portfolio_hash(config),
         "data_source": panel.source,
