@@ -173,8 +173,9 @@ def _short_money(v: float) -> str:
 
 
 def _legend_below(ax: Axes, ncol: int = 8) -> None:
-    """A legend under the plot area, where it can never hide data."""
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=ncol)
+    """A legend under the plot area, where it can never hide data (none if nothing is named)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=ncol)
 
 
 def _no_data(fig: Figure, message: str) -> Figure:
@@ -223,7 +224,8 @@ def equity_chart(
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
         ax.set_ylabel("value (currency, log scale)")
         ax.set_title(title)
-        ax.legend(loc="upper left", ncol=2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", ncol=2)
     return fig
 
 
@@ -255,7 +257,8 @@ def drawdown_chart(book_dd: pd.Series, sleeves_dd: pd.DataFrame | None = None) -
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylabel("drawdown from peak")
         ax.set_title("Drawdown (underwater), from the running peak incl. the initial capital")
-        ax.legend(loc="lower left", ncol=4)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left", ncol=4)
     return fig
 
 
@@ -294,7 +297,8 @@ def allocation_chart(allocations: pd.DataFrame) -> Figure:
         _money(ax)
         ax.set_ylabel("capital (currency)")
         ax.set_title("Capital per strategy sleeve (stacked; grey: unallocated reserve)")
-        ax.legend(loc="upper left", ncol=4)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", ncol=4)
     return fig
 
 
@@ -365,7 +369,8 @@ def drift_chart(
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylabel(f"drift ({band})")
         ax.set_title("Allocation drift from target, and rebalance decisions by reason")
-        ax.legend(loc="upper left", ncol=5)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", ncol=5)
         reasons = list(REASON_COLORS)
         for k, reason in enumerate(reasons):
             if events.empty:
@@ -443,7 +448,8 @@ def posterior_last_chart(pi: pd.Series, mu: pd.Series, date: pd.Timestamp) -> Fi
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylabel("expected return (annualized)")
         ax.set_title(f"Equilibrium vs posterior expected returns at the last close ({date.date()})")
-        ax.legend(loc="upper left", ncol=2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", ncol=2)
     return fig
 
 
@@ -474,7 +480,8 @@ def posterior_path_chart(pi: pd.DataFrame, mu: pd.DataFrame) -> Figure:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylabel("expected return (annualized)")
         ax.set_title("Equilibrium and posterior expected returns over time")
-        ax.legend(loc="upper left", ncol=2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", ncol=2)
     return fig
 
 

@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="results",
         help="folder for the result CSVs and manifest.json (default: ./results)",
     )
+    report = p.add_mutually_exclusive_group()
+    report.add_argument(
+        "--report",
+        metavar="PATH",
+        default=None,
+        help="HTML report path (default: var/backtest/portfolio_<id>_report.html); its numbers "
+        "as CSV/JSON and manifest.json go to the folder of the same name beside it",
+    )
+    report.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
@@ -111,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     end = _parse_date(args.end, "--end")
     if start is not None and end is not None and start > end:
         raise PortfolioBacktestError(f"--start {args.start} is after --end {args.end}")
+    if args.report is not None and Path(args.report).suffix.lower() not in (".html", ".htm"):
+        raise PortfolioBacktestError(f"--report: expected a .html path, got {args.report!r}")
     cfg_path = Path(args.portfolio_config) if args.portfolio_config else default_config_path()
     config = load_config(cfg_path)
     if args.prices is not None and not Path(args.prices).is_file():
@@ -154,6 +165,16 @@ def run(args: argparse.Namespace) -> int:
         f"final equity {result.equity.iloc[-1]:,.2f}"
     )
     print(f"wrote {len(written)} files to {Path(args.out)} in {elapsed:.2f} s")
+    if not args.no_report:
+        from backtest.report import default_report_path, write_report
+
+        t1 = time.perf_counter()
+        path = Path(args.report) if args.report else default_report_path(result)
+        files = write_report(result, path)
+        print(
+            f"report {files[0]} ({files[0].stat().st_size / 1e6:.2f} MB) and {len(files) - 1} "
+            f"data files in {files[0].with_suffix('')} in {time.perf_counter() - t1:.2f} s"
+        )
     return 0
 
 

@@ -373,7 +373,7 @@ def build_report_data(result: PortfolioBacktestResult) -> ReportData:
     n = len(result.equity)
     if n < MIN_BARS_FOR_STATS:
         notes.append(
-            f"Not enough data: {n} bars; annualized figures (CAGR, volatility, Sharpe, Sortino, "
+            f"Not enough data: {n} bar{'s' if n != 1 else ''}; annualized figures (CAGR, volatility, Sharpe, Sortino, "
             f"Calmar) need at least {MIN_BARS_FOR_STATS} bars to mean anything."
         )
     if result.trades.empty:

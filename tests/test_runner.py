@@ -38,7 +38,13 @@ CSV_FILES = {
 
 
 def run_main(argv: list[str]) -> tuple[int, str, str]:
-    """``main(argv)`` with stdout/stderr captured (usable from module-scoped fixtures)."""
+    """``main(argv)`` with stdout/stderr captured (usable from module-scoped fixtures).
+
+    Without ``--report`` the run gets ``--no-report``, so in-process runs never write into the
+    working directory (the default report path is tested in a real process below).
+    """
+    if "--report" not in argv and "--no-report" not in argv and "--help" not in argv:
+        argv = [*argv, "--no-report"]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -66,8 +72,14 @@ def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("default_run")
     out, journal = base / "out", base / "journal"
-    code, stdout, stderr = run_main([*RANGE, "--out", str(out), "--journal-dir", str(journal)])
-    return {"code": code, "stdout": stdout, "stderr": stderr, "out": out, "journal": journal}
+    report = base / "report" / "run.html"
+    code, stdout, stderr = run_main(
+        [*RANGE, "--out", str(out), "--journal-dir", str(journal), "--report", str(report)]
+    )
+    return {
+        "code": code, "stdout": stdout, "stderr": stderr, "out": out, "journal": journal,
+        "report": report,
+    }  # fmt: skip
 
 
 # -------------------------------------------------------------------------------- success
@@ -166,13 +178,19 @@ def test_journal_matches_tables(default_run: dict[str, Any]) -> None:
 
 def test_runs_are_byte_identical(default_run: dict[str, Any], tmp_path: Path) -> None:
     out, journal = tmp_path / "out", tmp_path / "journal"
-    code, _, stderr = run_main([*RANGE, "--out", str(out), "--journal-dir", str(journal)])
+    report = tmp_path / "report" / "run.html"
+    code, _, stderr = run_main(
+        [*RANGE, "--out", str(out), "--journal-dir", str(journal), "--report", str(report)]
+    )
     assert code == 0, stderr
     first, second = read_bytes(default_run["out"]), read_bytes(out)
     assert sorted(first) == sorted(second)
     differing = [name for name in first if first[name] != second[name]]
     assert differing == []
     assert read_bytes(default_run["journal"]) == read_bytes(journal)
+    # The HTML report and every file of numbers beside it: byte-identical too.
+    assert report.read_bytes() == default_run["report"].read_bytes()
+    assert read_bytes(report.with_suffix("")) == read_bytes(default_run["report"].with_suffix(""))
 
 
 def test_prices_file_gives_the_same_run(default_run: dict[str, Any], tmp_path: Path) -> None:
@@ -265,6 +283,10 @@ ERROR_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "unknown_strategy_kind": (
         _yaml_with(_set(("strategies", "momentum_v1", "kind"), "no_such_kind")),
         r"strategies\.momentum_v1\.kind: unknown strategy kind 'no_such_kind'",
+    ),
+    "report_not_html": (
+        lambda tmp: ["--report", str(tmp / "report.pdf")],
+        r"--report: expected a \.html path, got '.*report\.pdf'",
     ),
     "universe_missing_asset": (
         _yaml_with(_set(("strategies", "momentum_v1", "universe"), ["AAPL", "NOPE"])),
@@ -387,6 +409,15 @@ def test_module_entry_point_exit_codes(tmp_path: Path) -> None:
     assert "portfolio multi_strategy_v1 (sleeves): 2016-01-04 .. 2016-12-30" in ok.stdout
     assert (tmp_path / "out" / "equity.csv").is_file()
     assert not (tmp_path / "results").exists()  # --out honoured, nothing in the cwd
+    # The report goes to its default place under the working directory, numbers beside it.
+    report = tmp_path / "var" / "backtest" / "portfolio_multi_strategy_v1_report.html"
+    assert report.is_file()
+    assert f"report {Path('var/backtest/portfolio_multi_strategy_v1_report.html')}" in ok.stdout
+    beside = report.with_suffix("")
+    assert {p.name for p in beside.iterdir()} == {
+        "metrics.csv", "monthly_returns.csv", "contributions_by_strategy.csv",
+        "contributions_by_asset.csv", "rebalance_events.csv", "report.json", "manifest.json",
+    }  # fmt: skip
 
     bad = subprocess.run(
         [*cmd, "--start", "2016-01-01", "--end", "2015-01-01", "--out", str(tmp_path / "bad")],
