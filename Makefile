@@ -2,7 +2,7 @@
 PYTHON ?= python
 SRC := backtest portfolio tests benchmarks
 
-.PHONY: install run fmt lint type test bench bench-save clean
+.PHONY: install run fmt lint type test golden-update bench bench-save clean
 
 install:  ## editable install with the dev tools
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -23,6 +23,11 @@ type:  ## mypy on the packages
 
 test:  ## the test suite
 	$(PYTHON) -m pytest
+
+# Run as a script with the repository root on PYTHONPATH: works without an install, and no other
+# installed package named `tests` can shadow it. Same as PB_UPDATE_GOLDEN=1 with pytest.
+golden-update:  ## rewrite tests/golden/ from fresh runs and print what changed, per file
+	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) tests/golden_files.py update
 
 bench:  ## speed goals: ratios against baselines measured in the same run (BLAS on one thread)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest benchmarks --benchmark-enable --benchmark-columns=min,median,mean,rounds -p no:cacheprovider

@@ -41,6 +41,10 @@ def test_wheel_contains_data_license_and_config(wheel: Path) -> None:
         "backtest/config/portfolio.yaml",
         "backtest/kernel.py",
         "portfolio/rebalance_nb.py",
+        "backtest/templates/portfolio_report.html.j2",
+        "backtest/templates/_macros.html.j2",
+        "backtest/templates/_style.css.j2",
+        "backtest/templates/_black_litterman.html.j2",
     ):
         assert needed in names, needed
     assert not any(n.startswith("tests/") for n in names)
@@ -70,3 +74,6 @@ def test_runner_from_a_non_editable_install(wheel: Path, tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     assert "multi_strategy_v1" in run.stdout
     assert (work / "out" / "metrics.csv").is_file()
+    # The report renders from the templates inside the wheel (no repository next to it).
+    report = work / "var" / "backtest" / "portfolio_multi_strategy_v1_report.html"
+    assert report.is_file() and "<table" in report.read_text(encoding="utf-8")
