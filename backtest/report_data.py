@@ -373,8 +373,9 @@ def build_report_data(result: PortfolioBacktestResult) -> ReportData:
     n = len(result.equity)
     if n < MIN_BARS_FOR_STATS:
         notes.append(
-            f"Not enough data: {n} bar{'s' if n != 1 else ''}; annualized figures (CAGR, volatility, Sharpe, Sortino, "
-            f"Calmar) need at least {MIN_BARS_FOR_STATS} bars to mean anything."
+            f"Not enough data: {n} bar{'s' if n != 1 else ''}; annualized figures (CAGR, "
+            f"volatility, Sharpe, Sortino, Calmar) need at least {MIN_BARS_FOR_STATS} bars to "
+            "mean anything."
         )
     if result.trades.empty:
         notes.append("No trades: no strategy traded in this run.")

@@ -17,6 +17,7 @@ from backtest.strategies.equal_weight import EqualWeightStrategy
 from backtest.strategies.momentum import MomentumStrategy
 from backtest.strategies.rsi_tema_bb import RsiTemaBbStrategy
 from backtest.strategies.trendline_break import TrendlineBreakStrategy
+from backtest.strategies.weight_schedule import WeightScheduleStrategy
 
 __all__ = [
     "BaseStrategy",
@@ -26,6 +27,7 @@ __all__ = [
     "Strategy",
     "StrategyViews",
     "TrendlineBreakStrategy",
+    "WeightScheduleStrategy",
     "available_kinds",
     "create_strategy",
     "get_strategy_class",
