@@ -411,7 +411,7 @@ class PricePanel:
     Leading ``NaN`` values mark an asset that is not listed yet.
     """
 
-    __slots__ = ("_prices", "_source")
+    __slots__ = ("_hash", "_prices", "_source")
 
     _prices: pd.DataFrame
     _source: str
@@ -434,6 +434,7 @@ class PricePanel:
         _check_values(values, index, columns, source)
         self._prices = pd.DataFrame(values, index=index, columns=pd.Index(columns), copy=False)
         self._source = str(source)
+        self._hash: str | None = None  # content_hash, computed once (the panel is immutable)
 
     # ---- construction ----------------------------------------------------------------------
 
@@ -695,6 +696,8 @@ class PricePanel:
         Stable across processes and file formats: two panels with equal dates, names and
         values (``NaN`` counted equal) hash equal. Used in run manifests.
         """
+        if self._hash is not None:
+            return self._hash
         digest = hashlib.sha256(_HASH_TAG)
         index = self.index
         digest.update(str(index.tz).encode())
@@ -704,7 +707,8 @@ class PricePanel:
         # NaN has many bit patterns: canonicalize so equal panels always hash equal.
         values[np.isnan(values)] = np.nan
         digest.update(values.tobytes())
-        return digest.hexdigest()
+        self._hash = digest.hexdigest()
+        return self._hash
 
     # ---- subsets ---------------------------------------------------------------------------
 

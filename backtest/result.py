@@ -484,7 +484,7 @@ def build_result(
         index=index,
         dtype=float,
     )
-    if mode == "sleeves":
+    if mode == "sleeves" and standalone:
         solo_live = [c for c in standalone if bool((standalone_equity[c] > 0.0).all())]
         solo_metrics = metrics_table(
             standalone_equity[solo_live],

@@ -16,8 +16,8 @@ How each engine is configured, so that with zero costs all three do the same ari
   buys, costs paid from cash; if the buys plus costs exceed the cash, all buys are scaled by
   one factor so that they fit exactly (README, "How fills, costs and rebalancing work").
   With one sleeve at 100 % the capital drift is always exactly 0, so no capital rebalance ever
-  fires. ``run()`` also runs the sleeve standalone for the comparison table (the engine has no
-  option to skip it): a second pass of the same size, which the timing includes.
+  fires. The engine runs with ``standalone=False``: the book is the whole workload, so the
+  per-strategy standalone pass (for the comparison table) is skipped.
 * **vectorbt**: ``Portfolio.from_orders(size_type="targetpercent", group_by=True,
   cash_sharing=True, call_seq="auto")``, the size a ``(T, A)`` frame with the schedule's rows
   on its dates and ``NaN`` (no order) elsewhere; orders fill at the close (``price`` default),
@@ -226,6 +226,7 @@ def make_our_engine(
         rebalance=RebalanceSettings(
             calendar="none", min_trade_value=0.0, lot_size=0.0, netting=False, max_leverage=1.0
         ),
+        standalone=False,
     )
 
 

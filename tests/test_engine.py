@@ -654,3 +654,18 @@ def test_metrics_conventions_come_from_the_yaml() -> None:
     np.testing.assert_array_equal(
         res.metrics.loc["portfolio"].to_numpy(), np.array([ref[k] for k in METRIC_KEYS])
     )
+
+
+def test_standalone_false_skips_only_the_comparison() -> None:
+    """``standalone=False``: same book, no standalone runs, an empty comparison table."""
+    from portfolio.config import default_config_path, load_config
+
+    cfg = load_config(default_config_path())
+    full = PortfolioBacktestEngine.from_config(cfg, start="2016-01-01", end="2016-12-31").run()
+    lean_engine = PortfolioBacktestEngine.from_config(cfg, start="2016-01-01", end="2016-12-31")
+    lean_engine.standalone = False
+    lean = lean_engine.run()
+    pd.testing.assert_series_equal(lean.equity, full.equity)
+    pd.testing.assert_frame_equal(lean.metrics, full.metrics)
+    assert lean.standalone_equity.shape[1] == 0 and lean.comparison.empty
+    assert full.standalone_equity.shape[1] == 3 and not full.comparison.empty
