@@ -399,11 +399,6 @@ class PortfolioBacktestEngine:
         with self._progress(3 + len(self.strategies), "backtest") as bar:
             weights, has = self.strategy_targets()
             bar.update(1)
-            out = self._simulate(
-                weights, has, self.config.allocations, self.config.total_capital,
-                portfolio_rebalancing=True,
-            )  # fmt: skip
-            bar.update(1)
             standalone: dict[str, SimulationOutput] = {}
             for i, alloc in enumerate(self.config.allocations):
                 if alloc.target_weight <= 0.0 or not self.standalone:
@@ -416,12 +411,27 @@ class PortfolioBacktestEngine:
                     max_capital=float("inf"),
                     risk_multiplier=alloc.risk_multiplier,
                 )
-                standalone[alloc.strategy_id] = self._simulate(
+                solo_out = self._simulate(
                     weights[i : i + 1], has[i : i + 1], [solo],
                     alloc.target_weight * self.config.total_capital,
                     portfolio_rebalancing=False,
                 )  # fmt: skip
+                # Only the per-account series are used (equity, traded, costs): drop the
+                # (T, A) units and the trade records so they do not pile up per strategy.
+                standalone[alloc.strategy_id] = solo_out._replace(
+                    units=np.empty((0, solo_out.units.shape[1])),
+                    trades=np.empty((0, solo_out.trades.shape[1])),
+                )
+                del solo_out
                 bar.update(1)
+            # The book's pass last: its (T, A) output then never coexists with a standalone
+            # pass's (peak memory of the run; the passes are independent).
+            out = self._simulate(
+                weights, has, self.config.allocations, self.config.total_capital,
+                portfolio_rebalancing=True,
+            )  # fmt: skip
+            bar.update(1)
+            del weights, has  # (S, T, A): the largest array of a run, not needed from here on
             result = build_result(
                 out,
                 panel=self.panel,

@@ -387,19 +387,20 @@ def build_result(
         initial_accounts = np.append(caps, unalloc)
 
     prices = panel.prices
-    px = np.nan_to_num(panel.values(), nan=0.0)
     equity = pd.Series(out.equity.sum(axis=1), index=index, name="equity")
     allocations = pd.DataFrame(out.equity, index=index, columns=names)
     nav = time_weighted_nav(out.equity[:, :-1], out.flows[:, :-1], initial_accounts[:-1])
     strategy_equity = pd.DataFrame(nav, index=index, columns=sids)
-    positions = pd.DataFrame(out.units, index=index, columns=assets)
+    # The (T, A) frames are the largest objects of a run: build them in place and hand the
+    # arrays to pandas without a copy (pandas 3 copies by default).
+    positions = pd.DataFrame(out.units, index=index, columns=assets, copy=False)
+    w = panel.values()  # a fresh array, turned into the weights in place
+    np.nan_to_num(w, copy=False, nan=0.0)
+    w *= out.units
+    book = out.equity.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(
-            out.equity.sum(axis=1)[:, None] != 0.0,
-            out.units * px / out.equity.sum(axis=1)[:, None],
-            0.0,
-        )
-    weights = pd.DataFrame(w, index=index, columns=assets)
+        w /= np.where(book != 0.0, book, np.inf)[:, None]  # a zero book has zero weights
+    weights = pd.DataFrame(w, index=index, columns=assets, copy=False)
     cash = pd.Series(out.cash.sum(axis=1), index=index, name="cash")
     sleeve_cash = pd.DataFrame(out.cash, index=index, columns=names)
     cost_arr = out.commission + out.slippage
