@@ -97,6 +97,7 @@ def _median(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+@pytest.mark.benchmark(group="bl-close")
 @pytest.mark.parametrize("n", SIZES)
 def test_bench_bl_close_jitted(benchmark: Any, n: int) -> None:
     x = close_inputs(n)
@@ -106,6 +107,7 @@ def test_bench_bl_close_jitted(benchmark: Any, n: int) -> None:
     assert abs(w.sum() - 1.0) <= 1e-8 and np.abs(w).max() <= 0.25 + 1e-9
 
 
+@pytest.mark.benchmark(group="bl-close")
 @pytest.mark.parametrize("n", SIZES[:2])
 def test_bench_bl_close_reference(benchmark: Any, n: int) -> None:
     x = close_inputs(n)

@@ -111,6 +111,7 @@ def check(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, other: str, n: int) 
     assert abs(f - reference_objective(other, n)) <= 1e-6
 
 
+@pytest.mark.benchmark(group="optimizer")
 @pytest.mark.parametrize("n", [20, 50, 200])
 def test_bench_fast(benchmark: Any, n: int) -> None:
     run, mu, sigma = cold_solver("fast", n)
@@ -118,6 +119,7 @@ def test_bench_fast(benchmark: Any, n: int) -> None:
     check(w, mu, sigma, "slsqp", n)
 
 
+@pytest.mark.benchmark(group="optimizer")
 @pytest.mark.parametrize("n", [20, 50, 200])
 def test_bench_slsqp(benchmark: Any, n: int) -> None:
     run, mu, sigma = cold_solver("slsqp", n)
@@ -134,6 +136,7 @@ def _median_seconds(fn: Callable[[], np.ndarray], repeats: int) -> float:
     return statistics.median(times)
 
 
+@pytest.mark.benchmark(group="optimizer")
 def test_fast_vs_slsqp_speed_ratio(benchmark: Any) -> None:
     """The fast solver is at least 20x faster than SLSQP at 50 assets (same run)."""
     if benchmark.disabled:
