@@ -178,6 +178,30 @@ def _legend_below(ax: Axes, ncol: int = 8) -> None:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=ncol)
 
 
+def _finish(
+    ax: Axes,
+    ylabel: str,
+    title: str,
+    *,
+    percent: bool = False,
+    zero: bool = False,
+    legend: str | None = "upper left",
+    ncol: int = 2,
+) -> None:
+    """The common last touches: zero line, percent axis, labels, a legend where named."""
+    if zero:
+        ax.axhline(0.0, color="#444444", linewidth=0.6)
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend == "below":
+        _legend_below(ax, ncol)
+    elif legend is not None and ax.get_legend_handles_labels()[0]:
+        options: dict[str, Any] = {"loc": legend, "ncol": ncol}
+        ax.legend(**options)
+
+
 def _no_data(fig: Figure, message: str) -> Figure:
     ax = fig.axes[0]
     ax.set_axis_off()
@@ -222,10 +246,7 @@ def equity_chart(
         ax.set_yscale("log")
         _money(ax)
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
-        ax.set_ylabel("value (currency, log scale)")
-        ax.set_title(title)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", ncol=2)
+        _finish(ax, "value (currency, log scale)", title)
     return fig
 
 
@@ -254,11 +275,14 @@ def drawdown_chart(book_dd: pd.Series, sleeves_dd: pd.DataFrame | None = None) -
         dd = book_dd.to_numpy(dtype=float)[rows]
         ax.fill_between(idx, dd, 0.0, color="#B22222", alpha=0.35, linewidth=0, label="portfolio")
         ax.plot(idx, dd, color="#B22222", linewidth=0.9)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_ylabel("drawdown from peak")
-        ax.set_title("Drawdown (underwater), from the running peak incl. the initial capital")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="lower left", ncol=4)
+        _finish(
+            ax,
+            "drawdown from peak",
+            "Drawdown (underwater), from the running peak incl. the initial capital",
+            percent=True,
+            legend="lower left",
+            ncol=4,
+        )
     return fig
 
 
@@ -295,10 +319,12 @@ def allocation_chart(allocations: pd.DataFrame) -> Figure:
         ]
         _stack(ax, allocations, rows, colors)
         _money(ax)
-        ax.set_ylabel("capital (currency)")
-        ax.set_title("Capital per strategy sleeve (stacked; grey: unallocated reserve)")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", ncol=4)
+        _finish(
+            ax,
+            "capital (currency)",
+            "Capital per strategy sleeve (stacked; grey: unallocated reserve)",
+            ncol=4,
+        )
     return fig
 
 
@@ -324,11 +350,15 @@ def weights_chart(weights: pd.DataFrame, top: int = 8) -> Figure:
         shown = bucket_means(top_columns(weights, top))
         colors = [*PALETTE[: shown.shape[1] - 1], "#BBBBBB"] if "other" in shown else PALETTE
         _stack(ax, shown, np.arange(len(shown)), colors)
-        ax.axhline(0.0, color="#444444", linewidth=0.6)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_ylabel("weight of book equity")
-        ax.set_title(f"Asset weights of the book (top {min(top, weights.shape[1])} and other)")
-        _legend_below(ax)
+        _finish(
+            ax,
+            "weight of book equity",
+            f"Asset weights of the book (top {min(top, weights.shape[1])} and other)",
+            percent=True,
+            zero=True,
+            legend="below",
+            ncol=8,
+        )
     return fig
 
 
@@ -366,11 +396,13 @@ def drift_chart(
         for i, col in enumerate(drift.columns):
             ax.plot(idx, drift[col].to_numpy(dtype=float)[rows], linewidth=0.7, alpha=0.85,
                     color=PALETTE[i % len(PALETTE)], label=str(col))  # fmt: skip
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_ylabel(f"drift ({band})")
-        ax.set_title("Allocation drift from target, and rebalance decisions by reason")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", ncol=5)
+        _finish(
+            ax,
+            f"drift ({band})",
+            "Allocation drift from target, and rebalance decisions by reason",
+            percent=True,
+            ncol=5,
+        )
         reasons = list(REASON_COLORS)
         for k, reason in enumerate(reasons):
             if events.empty:
@@ -418,13 +450,10 @@ def contribution_chart(contrib: pd.DataFrame, title: str) -> Figure:
             up, down = up + pos, down + neg
         ax.plot(x, contrib["portfolio"].to_numpy(dtype=float), "o", color=BOOK_COLOR,
                 markersize=4, label="portfolio return")  # fmt: skip
-        ax.axhline(0.0, color="#444444", linewidth=0.6)
         step = max(1, len(x) // 16)
         ax.set_xticks(x[::step], [str(y) for y in parts.index[::step]])
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_ylabel("contribution to the year's return")
-        ax.set_title(title)
-        _legend_below(ax)
+        _finish(ax, "contribution to the year's return", title, percent=True, zero=True,
+                legend="below", ncol=8)  # fmt: skip
     return fig
 
 
@@ -443,13 +472,14 @@ def posterior_last_chart(pi: pd.Series, mu: pd.Series, date: pd.Timestamp) -> Fi
                label="equilibrium π")  # fmt: skip
         ax.bar(x + 0.2, m.to_numpy(dtype=float), width=0.4, color=PALETTE[0],
                label="posterior μ (with views)")  # fmt: skip
-        ax.axhline(0.0, color="#444444", linewidth=0.6)
         ax.set_xticks(x, [str(a) for a in p.index], rotation=60, ha="right")
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_ylabel("expected return (annualized)")
-        ax.set_title(f"Equilibrium vs posterior expected returns at the last close ({date.date()})")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", ncol=2)
+        _finish(
+            ax,
+            "expected return (annualized)",
+            f"Equilibrium vs posterior expected returns at the last close ({date.date()})",
+            percent=True,
+            zero=True,
+        )
     return fig
 
 
@@ -476,12 +506,13 @@ def posterior_path_chart(pi: pd.DataFrame, mu: pd.DataFrame) -> Figure:
             ax.plot(
                 idx, np.nanmean(vals, axis=1), color=color, label=f"{name}: mean, 10-90 % of assets"
             )
-        ax.axhline(0.0, color="#444444", linewidth=0.6)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_ylabel("expected return (annualized)")
-        ax.set_title("Equilibrium and posterior expected returns over time")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", ncol=2)
+        _finish(
+            ax,
+            "expected return (annualized)",
+            "Equilibrium and posterior expected returns over time",
+            percent=True,
+            zero=True,
+        )
     return fig
 
 
@@ -504,9 +535,13 @@ def view_confidence_chart(confidence: pd.DataFrame, clarity: pd.Series) -> Figur
         ax.plot(smooth.index, smooth["__clarity"].to_numpy(dtype=float), color=BOOK_COLOR,
                 linewidth=1.4, label="regime clarity (bucket mean)")  # fmt: skip
         ax.set_ylim(0.0, 1.02)
-        ax.set_ylabel("confidence / clarity")
-        ax.set_title("View confidence per strategy (mean over assets) and regime clarity")
-        _legend_below(ax, ncol=3)
+        _finish(
+            ax,
+            "confidence / clarity",
+            "View confidence per strategy (mean over assets) and regime clarity",
+            legend="below",
+            ncol=3,
+        )
     return fig
 
 
@@ -520,9 +555,13 @@ def attribution_chart(net: pd.DataFrame) -> Figure:
         colors = [PALETTE[7], *PALETTE[: max(net.shape[1] - 1, 0)]]
         shown = bucket_means(net)
         _stack(ax, shown, np.arange(len(shown)), colors)
-        ax.axhline(0.0, color="#444444", linewidth=0.6)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_ylabel("net weight of the target book")
-        ax.set_title("Strategy attribution of the book: net target weight per source")
-        _legend_below(ax)
+        _finish(
+            ax,
+            "net weight of the target book",
+            "Strategy attribution of the book: net target weight per source",
+            percent=True,
+            zero=True,
+            legend="below",
+            ncol=8,
+        )
     return fig

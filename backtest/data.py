@@ -706,7 +706,7 @@ class PricePanel:
         values = np.ascontiguousarray(self.values(), dtype="<f8")
         # NaN has many bit patterns: canonicalize so equal panels always hash equal.
         values[np.isnan(values)] = np.nan
-        digest.update(memoryview(values))  # hashes the buffer in place (no bytes copy)
+        digest.update(values.data)  # the array's own buffer: no bytes copy
         self._hash = digest.hexdigest()
         return self._hash
 
