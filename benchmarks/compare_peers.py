@@ -16,8 +16,8 @@ the largest relative difference over the whole curve.
 What is timed, for every engine, is the whole road from the pandas inputs to the value curve:
 
 * ours: ``PortfolioBacktestEngine(...)`` (which validates the prices into a ``PricePanel``)
-  and ``engine.run()`` (the strategy's rows, the pass, the standalone pass that ``run()``
-  always makes for its comparison table, building the result with its frames and metrics);
+  and ``engine.run()`` with ``standalone=False`` (the strategy's rows, the pass, building the
+  result with its frames and metrics);
 * vectorbt: ``Portfolio.from_orders(...)`` and ``.value()``;
 * bt: building ``bt.Strategy`` / ``bt.Backtest`` and ``bt.run``.
 
@@ -112,13 +112,11 @@ def our_breakdown(work: PeerWorkload, fees_bps: float, repeats: int) -> dict[str
     """Median seconds of each step of our end-to-end run (engine internals, read-only use).
 
     Steps: building the engine (price validation), the strategy's target rows, the main
-    pass, the standalone pass ``run()`` makes for its comparison table, and building the
-    result (frames, metrics, manifest). Their sum is close to a plain ``engine.run()`` plus
-    construction.
+    pass, and building the result (frames, metrics, manifest). Their sum is close to a plain
+    ``engine.run()`` plus construction (the engine runs with ``standalone=False``).
     """
     from backtest.portfolio_engine import PortfolioBacktestEngine
     from backtest.result import build_result
-    from portfolio.contracts import StrategyAllocation
 
     steps: dict[str, list[float]] = {}
 
@@ -133,22 +131,14 @@ def our_breakdown(work: PeerWorkload, fees_bps: float, repeats: int) -> dict[str
         t0 = clock("engine construction (PricePanel validation)", t0)
         weights, has = engine.strategy_targets()
         t0 = clock("strategy rows + weights_to_arrays", t0)
-        alloc = engine.config.allocations[0]
         out = engine._simulate(
             weights, has, engine.config.allocations, engine.config.total_capital,
             portfolio_rebalancing=True,
         )  # fmt: skip
         t0 = clock("main pass (simulate_nb)", t0)
-        solo = StrategyAllocation(alloc.strategy_id, 1.0, 0.0, float("inf"), 1.0)
-        standalone = {
-            alloc.strategy_id: engine._simulate(
-                weights, has, [solo], engine.config.total_capital, portfolio_rebalancing=False
-            )
-        }
-        t0 = clock("standalone pass (comparison table)", t0)
         build_result(
             out, panel=engine.panel, config=engine.config, settings=engine.settings,
-            standalone=standalone, mode="sleeves", config_hash=None,
+            standalone={}, mode="sleeves", config_hash=None,
         )  # fmt: skip
         clock("build_result (frames, metrics, manifest)", t0)
     return {name: statistics.median(times[1:]) for name, times in steps.items()}
@@ -235,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         f"at the decision close, commission {args.fees_bps:g} bps."
     )
     print(
-        "Timed: pandas inputs -> value curve (ours: engine construction + run() incl. its "
-        "standalone pass and the result; vectorbt: from_orders + value(); bt: Backtest + run)."
+        "Timed: pandas inputs -> value curve (ours: engine construction + run(standalone=False) "
+        "and the result; vectorbt: from_orders + value(); bt: Backtest + run)."
     )
     rows: list[Row] = []
     notes: list[str] = []
