@@ -286,9 +286,16 @@ def test_emitted_rows_are_the_schedule_rows(rows: list[list[float] | None]) -> N
 
 
 def one_sleeve_run(
-    prices: pd.DataFrame, schedule: pd.DataFrame, capital: float, fees_bps: float = 0.0
+    prices: pd.DataFrame,
+    schedule: pd.DataFrame,
+    capital: float,
+    fees_bps: float = 0.0,
+    *,
+    standalone: bool = False,
 ) -> PortfolioBacktestResult:
-    return make_our_engine(PeerWorkload("hand", prices, schedule, capital), fees_bps).run()
+    engine = make_our_engine(PeerWorkload("hand", prices, schedule, capital), fees_bps)
+    engine.standalone = standalone  # the peer workload skips it; one test wants it
+    return engine.run()
 
 
 def test_hand_computed_book_zero_costs() -> None:
@@ -301,7 +308,7 @@ def test_hand_computed_book_zero_costs() -> None:
     schedule = schedule_frame(
         {"2021-01-04": {"A": 0.5, "B": 0.5}, "2021-01-06": {"A": 1.0, "B": 0}}
     )
-    result = one_sleeve_run(prices, schedule, 1000.0)
+    result = one_sleeve_run(prices, schedule, 1000.0, standalone=True)
     assert result.equity.tolist() == [1000.0, 1050.0, 850.0]
     assert result.positions.iloc[0].tolist() == [50.0, 25.0]
     assert result.positions.iloc[2].tolist() == [850.0 / 12.0, 0.0]
