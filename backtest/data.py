@@ -192,6 +192,9 @@ def _numeric_block(frame: pd.DataFrame, index: pd.DatetimeIndex, source: str) ->
         ``float64`` array of shape ``(T, A)``; missing values become ``NaN``.
     """
     n_rows, n_cols = frame.shape
+    if n_cols and all(dt == np.float64 for dt in frame.dtypes):
+        # Already float64 everywhere (the common case): one conversion, nothing to name.
+        return np.array(frame.to_numpy(dtype=np.float64), dtype=np.float64, order="C")
     out = np.empty((n_rows, n_cols), dtype=np.float64)
     # Loop over columns (few), never over rows.
     for j, label in enumerate(frame.columns):
