@@ -492,12 +492,18 @@ def simulate_nb(
                     )
                     for a in range(n_a):
                         dec_target[s, a] = tgt_units[a]
+                elif cap == eq[s]:
+                    # Already on target: no capital to move and nothing to resize. Left out of
+                    # the step, so a pending order fills as it was decided (re-targeting it
+                    # would re-buy whatever that fill gets cut for cash).
+                    dec_active[s] = False
                 else:
                     # Resize the holdings, composition kept.
                     ratio = cap / eq[s] if eq[s] > 0.0 else 1.0
                     for a in range(n_a):
                         dec_target[s, a] = round_to_lot_nb(base[a] * ratio, lot_size)
-                any_order = True
+                # No sleeve in the step (all on target): no order, nothing in flight.
+                any_order = any_order or dec_active[s]
             elif signal:
                 sleeve_target_units_nb(
                     last_w[s], eq[s] + pending_in[s], p, risk_multiplier[s], max_leverage,

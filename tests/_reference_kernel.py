@@ -538,6 +538,9 @@ def reference_simulate(
                     target[s] = ref_target_units(
                         lw, caps[s], px, float(risk_multiplier[s]), max_leverage, lot_size
                     )
+                elif caps[s] == eq[s]:
+                    # already on target: left out of the step (a pending order fills as is)
+                    active[s] = False
                 else:
                     # resize what the sleeve will hold once its pending orders fill, so a
                     # pending signal is not undone; (kernel) ratio 1 for an empty sleeve

@@ -14,8 +14,9 @@
    holdings by ``target / capital == 1.0``: no order. The pass then performs the same
    floating-point operations in the same order as the standalone run, and the equity paths
    are bit-identical, which is what is asserted (all three strategies, 33 years, lags 0 to 2).
-   One known exception, a strict xfail: with ``lag >= 2`` a calendar rebalance can re-buy the
-   part of a pending buy that was cut for cash (see ``_LAG2_XFAIL``).
+   With ``lag >= 2`` this needs the kernel's rule that a sleeve already on target is left out
+   of a capital rebalance: resizing its pending target would re-buy whatever that fill gets
+   cut for cash.
 
 3. **Several sleeves add up.** The accounts' capital (sleeves plus the ``unallocated``
    reserve) adds up to the book's equity at every bar, and each account's capital is its own
@@ -245,30 +246,16 @@ def _single_sleeve_run(cfg: BacktestConfig, sid: str, lag: int) -> PortfolioBack
     ).run()
 
 
-_LAG2_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "lag >= 2: a month-end capital rebalance decided while a signal order is in flight "
-        "resizes the pending *target* units (kernel: `base = latest_target[s]`), not the units "
-        "the fill will really deliver; when that fill is cut for cash (buys scaled to fit), the "
-        "calendar order re-buys the shortfall, which the standalone run (no calendar) never "
-        "does. First seen 1991-03-28 (decided) -> +15 MSFT filled 1991-04-02."
-    ),
-)
-
-
 @pytest.mark.parametrize("lag", [0, 1, 2])
 @pytest.mark.parametrize("sid", ["trendline_break_v1", "rsi_tema_bb_v1", "momentum_v1"])
 def test_single_sleeve_equals_strategy_alone(
-    sleeves_config: BacktestConfig, sid: str, lag: int, request: pytest.FixtureRequest
+    sleeves_config: BacktestConfig, sid: str, lag: int
 ) -> None:
     """One sleeve at 100 % (no caps) reproduces the strategy run alone, bit for bit.
 
     Over the whole embedded history (8313 bars), with the shipped costs and rebalancing rules:
     ~395 month-end capital rebalances fire and 8313 daily drift checks run; all must be no-ops.
     """
-    if sid == "trendline_break_v1" and lag == 2:
-        request.applymarker(_LAG2_XFAIL)
     r = _single_sleeve_run(sleeves_config, sid, lag)
     assert list(r.standalone_equity.columns) == [sid]
     together = r.equity.to_numpy()

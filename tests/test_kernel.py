@@ -765,16 +765,37 @@ def test_i_max_capital_binding_goes_to_reserve() -> None:
 
 
 def test_portfolio_rebalance_in_flight_blocks_a_new_one() -> None:
-    # lag 2: a calendar rebalance decided at bar 1 fills at bar 3; the calendar bar 2 is
-    # skipped (in flight), bar 3 may start a new one again (the first has filled).
+    # lag 2, sleeves 50/50 of 10000; sleeve 0 signals w = 1 at bar 0 (50 units at bar 2).
+    # Bar 3 (X = 200): sleeve 0 is worth 10000, sleeve 1 5000: the calendar rebalance fires
+    # (fills at bar 5); the calendar bar 4 is skipped (in flight); bar 5 may start a new one
+    # once the first has filled (X moved again, the sleeves are off target): fills at bar 7.
+    prices = np.array([[100.0], [100.0], [100.0], [200.0], [300.0], [400.0], [500.0], [600.0]])
+    w, has = _one_signal(2, 8, 1, {(0, 0): [1.0]})
+    out = simulate(
+        prices, w, has, [0.5, 0.5], lag=2,
+        calendar_mask=[False, False, False, True, True, True, False, False],
+        check_mask=[False] * 8,
+    )  # fmt: skip
+    portfolio = out.events[out.events[:, 2] == LEVEL_PORTFOLIO]
+    np.testing.assert_array_equal(portfolio[:, :2], [[3, 5], [5, 7]])
+
+
+def test_rebalance_with_every_sleeve_on_target_places_no_order() -> None:
+    # lag 2: at bar 1 both sleeves still hold exactly their target capital in cash (sleeve
+    # 0's signal fills at bar 2): the calendar decision is recorded but trades nothing and
+    # leaves nothing in flight, so the calendar bar 2 fires again.
     prices = np.array([[100.0], [200.0], [300.0], [400.0], [500.0]])
     w, has = _one_signal(2, 5, 1, {(0, 0): [1.0]})
     out = simulate(
-        prices, w, has, [0.5, 0.5], lag=2, calendar_mask=[False, True, True, True, False],
-        check_mask=[False] * 5,
+        prices, w, has, [0.5, 0.5], lag=2, calendar_mask=[False, True, True, False, False],
+        check_mask=[False] * 5, reference=True,
     )  # fmt: skip
     portfolio = out.events[out.events[:, 2] == LEVEL_PORTFOLIO]
-    np.testing.assert_array_equal(portfolio[:, :2], [[1, 3], [3, 5]])
+    np.testing.assert_array_equal(portfolio[:, :2], [[1, 3], [2, 4]])
+    # Bar 2 fills the signal, cut for cash at 300: 16 units for 4800, cash 200, so sleeve 0 is
+    # worth 16 * 300 + 200 = 5000 at that close: on target again, and the bar-2 decision
+    # trades nothing either. The only fill of the run is the signal's.
+    np.testing.assert_array_equal(out.trades[:, [0, 1, 3]], [[2, 0, 16]])
 
 
 def test_rebalance_in_flight_does_not_undo_a_pending_signal() -> None:
