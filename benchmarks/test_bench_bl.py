@@ -17,14 +17,13 @@ costs more than it saves.
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
+from benchmarks.timing import median_seconds
 from portfolio.black_litterman import BlackLitterman, bl_posterior_nb
 from portfolio.portfolio_optimizer import (
     OptimizationConstraints,
@@ -87,16 +86,6 @@ def _objective(x: dict[str, np.ndarray], w: np.ndarray) -> float:
     return float(portfolio_objective(w, mu, sigma_bl, LAM))
 
 
-def _median(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 @pytest.mark.benchmark(group="bl-close")
 @pytest.mark.parametrize("n", SIZES)
 def test_bench_bl_close_jitted(benchmark: Any, n: int) -> None:
@@ -118,8 +107,8 @@ def test_bench_bl_close_reference(benchmark: Any, n: int) -> None:
 def test_bl_close_speed_ratio_at_50() -> None:
     """The jitted per-close path is at least 20x faster than the reference at 50 assets."""
     x = close_inputs(50)
-    fast = _median(lambda: jitted_path(x), 51)
-    slow = _median(lambda: reference_path(x), 7)
+    fast = median_seconds(lambda: jitted_path(x), 51, warmup=True)
+    slow = median_seconds(lambda: reference_path(x), 7, warmup=True)
     ratio = slow / fast
     msg = (
         f"BL close at 50 assets: jitted {fast * 1e3:.3f} ms, reference (SLSQP) "

@@ -26,8 +26,6 @@ accounting identities at several bars, finite, equity > 0, costs paid, trades ma
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +35,7 @@ from numba import njit
 
 from backtest.calendar import calendar_mask
 from backtest.kernel import LEVEL_PORTFOLIO, SimulationOutput, simulate_nb
+from benchmarks.timing import median_times
 from benchmarks.workloads import (
     ALLOC_WEIGHTS,
     CAPITAL,
@@ -193,17 +192,6 @@ def _baseline_full(
     )
 
 
-def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median wall time of each callable, runs interleaved so load drifts hit both alike."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 # --------------------------------------------------------------------------- correctness
 def test_baseline_matches_kernel(synthetic_panel: SyntheticPanel) -> None:
     """The baseline does the kernel's accounting where the kernel's extra rules are inert."""
@@ -264,7 +252,7 @@ def test_kernel_within_2x_of_baseline(synthetic_panel: SyntheticPanel) -> None:
     baseline = _baseline_full(synthetic_panel)
     check_simulation_output(kernel(), synthetic_panel.prices)  # warm-up + correctness
     check_baseline_output(baseline(), synthetic_panel.prices)
-    med = _median_times({"kernel": kernel, "baseline": baseline}, REPEATS)
+    med = median_times({"kernel": kernel, "baseline": baseline}, REPEATS)
     ratio = med["kernel"] / med["baseline"]
     msg = (
         f"kernel median {med['kernel'] * 1e3:.1f} ms, baseline median "

@@ -16,8 +16,6 @@ importable (it is not a dependency of the project).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.timing import median_seconds
 from portfolio.portfolio_optimizer import (
     OptimizationConstraints,
     PortfolioOptimizer,
@@ -127,15 +126,6 @@ def test_bench_slsqp(benchmark: Any, n: int) -> None:
     check(w, mu, sigma, "fast", n)
 
 
-def _median_seconds(fn: Callable[[], np.ndarray], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 @pytest.mark.benchmark(group="optimizer")
 def test_fast_vs_slsqp_speed_ratio(benchmark: Any) -> None:
     """The fast solver is at least 20x faster than SLSQP at 50 assets (same run)."""
@@ -146,8 +136,8 @@ def test_fast_vs_slsqp_speed_ratio(benchmark: Any) -> None:
     slow, _, _ = cold_solver("slsqp", n)
     check(fast(), mu, sigma, "slsqp", n)
     check(slow(), mu, sigma, "fast", n)
-    t_fast = _median_seconds(fast, 51)
-    t_slow = _median_seconds(slow, 9)
+    t_fast = median_seconds(fast, 51)
+    t_slow = median_seconds(slow, 9)
     ratio = t_slow / t_fast
     benchmark.extra_info.update(
         {"fast_median_s": t_fast, "slsqp_median_s": t_slow, "ratio": ratio, "n_assets": n}
