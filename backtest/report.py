@@ -173,6 +173,12 @@ def _chart(cid: str, fig: Any, alt: str, caption: str = "") -> dict[str, str]:
     return {"id": cid, "src": "data:image/png;base64," + _png(fig), "alt": alt, "caption": caption}
 
 
+def _last_posterior_row(mu: pd.DataFrame) -> int | None:
+    """Position of the last close with a posterior for some asset (None: never)."""
+    has = np.flatnonzero(mu.notna().any(axis=1).to_numpy())
+    return int(has[-1]) if has.size else None
+
+
 def _charts(result: PortfolioBacktestResult, data: ReportData) -> dict[str, list[dict[str, str]]]:
     init = result.initial_allocations
     total = float(init.sum())
@@ -281,8 +287,8 @@ def _charts(result: PortfolioBacktestResult, data: ReportData) -> dict[str, list
     bl = result.bl_diagnostics
     if bl is not None and result.strategy_attribution is not None:
         mu, pi = bl["mu"], bl["pi"]
-        has = np.flatnonzero(mu.notna().any(axis=1).to_numpy())
-        last = int(has[-1]) if has.size else len(mu) - 1
+        last = _last_posterior_row(mu)
+        last = len(mu) - 1 if last is None else last
         net = result.strategy_attribution.T.groupby(level=0, sort=False).sum().T
         out["bl"] = [
             _chart(
@@ -455,10 +461,9 @@ def _bl_tables(result: PortfolioBacktestResult) -> list[_Table]:
          "annualized_contribution": "pct"},
     )  # fmt: skip
     mu, pi = result.bl_diagnostics["mu"], result.bl_diagnostics["pi"]
-    has = np.flatnonzero(mu.notna().any(axis=1).to_numpy())
-    if not has.size:
+    last = _last_posterior_row(mu)
+    if last is None:
         return [t1]
-    last = int(has[-1])
     frame = pd.DataFrame({"equilibrium π": pi.iloc[last], "posterior μ": mu.iloc[last]})
     frame["views' tilt μ − π"] = frame["posterior μ"] - frame["equilibrium π"]
     frame["target weight"] = result.strategy_attribution.iloc[last].T.groupby(level=1).sum()
